@@ -134,6 +134,32 @@ pub const fn split_event_desc(desc: u16) -> (u16, bool) {
     (desc & 0x7fff, desc >> RING_EVENT_WRAP_SHIFT != 0)
 }
 
+/// A ring position as a number on a double lap (`0..2 * size`), so that
+/// positions can be compared across one wrap: offsets with wrap counter 1
+/// map to `size + offset`, with wrap counter 0 to `offset`.
+#[inline]
+pub const fn lap_position(size: u16, offset: u16, wrap: bool) -> u32 {
+    offset as u32 + if wrap { size as u32 } else { 0 }
+}
+
+/// The packed-ring form of [`need_event`](super::need_event): whether the
+/// position `event` (see [`lap_position`]) lies in `[old, new)`, i.e. was
+/// passed by moving from `old` to `new` (all modulo `2 * size`).
+///
+/// ```
+/// use ringwork_spec::ring::packed::{lap_position, need_event_packed};
+/// let size = 4;
+/// // Moving from offset 3 (wrap 1) to offset 1 (wrap 0) passes 3 and 0.
+/// let (old, new) = (lap_position(size, 3, true), lap_position(size, 1, false));
+/// assert!(need_event_packed(size, lap_position(size, 0, false), new, old));
+/// assert!(!need_event_packed(size, lap_position(size, 1, false), new, old));
+/// ```
+#[inline]
+pub const fn need_event_packed(size: u16, event: u32, new: u32, old: u32) -> bool {
+    let lap = 2 * size as u32;
+    (new + 2 * lap - event - 1) % lap < (new + lap - old) % lap
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,280 @@
+//! Packed ring, device side (VIRTIO 1.4 §2.8).
+
+use ringwork_spec::ring::packed as p;
+use ringwork_spec::ring::packed::{lap_position as linear, need_event_packed as packed_need_event};
+use ringwork_spec::ring::{
+    DESC_SIZE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
+};
+
+use super::chain::{DescChain, UsedToken};
+use super::error::{ChainError, DeviceQueueError, RingArea};
+use super::{Core, PackedState};
+use crate::mem::{GuestMemory, MemSlice};
+
+/// Reads a packed descriptor's addr, len and id (flags read separately).
+#[inline]
+fn read_desc(ring: &MemSlice<'_>, pos: u16) -> Result<(u64, u32, u16), DeviceQueueError> {
+    let off = usize::from(pos) * DESC_SIZE;
+    let addr = ring.read_u64(off)?;
+    let rest = ring.read_u64(off + 8)?;
+    Ok((addr, rest as u32, (rest >> 32) as u16))
+}
+
+#[inline]
+pub(crate) fn advance(size: u16, pos: &mut u16, wrap: &mut bool, by: u16) {
+    let next = u32::from(*pos) + u32::from(by);
+    if next >= u32::from(size) {
+        *pos = (next - u32::from(size)) as u16;
+        *wrap = !*wrap;
+    } else {
+        *pos = next as u16;
+    }
+}
+
+pub(super) fn pop<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &mut PackedState,
+    notify_enabled: bool,
+    mem: &M,
+    chain: &mut DescChain,
+) -> Result<bool, DeviceQueueError> {
+    let size = q.size;
+    let ring = q.area(mem, RingArea::Descriptors, p::desc_ring_size(size))?;
+    let first_flags = ring.load_u16_acquire(usize::from(st.avail_pos) * DESC_SIZE + 14)?;
+    if !p::is_avail(first_flags, st.avail_wrap) {
+        return Ok(false);
+    }
+    chain.clear();
+    let start = st.avail_pos;
+    let (mut pos, mut wrap) = (st.avail_pos, st.avail_wrap);
+    let mut flags = first_flags;
+    let mut n: u16 = 0;
+    let id = loop {
+        if n >= size {
+            return Err(ChainError::TooLong {
+                limit: u32::from(size),
+            }
+            .into());
+        }
+        if n > 0 {
+            flags = ring.read_u16(usize::from(pos) * DESC_SIZE + 14)?;
+            if !p::is_avail(flags, wrap) {
+                return Err(ChainError::NotAvailable { index: pos }.into());
+            }
+        }
+        let (addr, len, id) = read_desc(&ring, pos)?;
+        n += 1;
+        advance(size, &mut pos, &mut wrap, 1);
+        if flags & VIRTQ_DESC_F_INDIRECT != 0 {
+            if !q.features.indirect_desc {
+                return Err(ChainError::IndirectNotNegotiated.into());
+            }
+            // VIRTIO 1.4 §2.8.15: an indirect descriptor stands alone.
+            if n > 1 || flags & VIRTQ_DESC_F_NEXT != 0 {
+                return Err(ChainError::IndirectChained.into());
+            }
+            let entries = q.indirect_entries(len)?;
+            let table = mem
+                .slice(addr, len as usize)
+                .ok_or(ChainError::OutOfMemory { addr, len })?;
+            chain.set_indirect();
+            for i in 0..entries as usize {
+                let off = i * DESC_SIZE;
+                let a = table.read_u64(off)?;
+                let rest = table.read_u64(off + 8)?;
+                // Only WRITE is valid in an indirect table; other flags and
+                // the buffer id are reserved and ignored (§2.8.7).
+                let f = (rest >> 48) as u16;
+                chain.push(mem, a, rest as u32, f & VIRTQ_DESC_F_WRITE != 0)?;
+            }
+            break id;
+        }
+        chain.push(mem, addr, len, flags & VIRTQ_DESC_F_WRITE != 0)?;
+        if flags & VIRTQ_DESC_F_NEXT == 0 {
+            break id;
+        }
+    };
+    chain.set_token(UsedToken {
+        id,
+        ring_slots: n,
+        seq: start,
+    });
+    st.avail_pos = pos;
+    st.avail_wrap = wrap;
+    if notify_enabled && q.features.event_idx {
+        let dev = q.area(mem, RingArea::Device, p::EVENT_SUPPRESS_SIZE)?;
+        dev.write_u16(0, p::event_desc(pos, wrap))?;
+    }
+    Ok(true)
+}
+
+pub(super) fn add_used<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &mut PackedState,
+    mem: &M,
+    batch: &[(UsedToken, u32)],
+) -> Result<(), DeviceQueueError> {
+    let size = q.size;
+    let in_order = q.features.in_order;
+    if batch
+        .iter()
+        .any(|(t, _)| t.ring_slots == 0 || t.ring_slots > size)
+    {
+        return Err(DeviceQueueError::Usage("token from another queue"));
+    }
+    if in_order {
+        let (mut pos, mut wrap) = (st.used_pos, st.used_wrap);
+        for (t, _) in batch {
+            if t.seq != pos {
+                return Err(DeviceQueueError::Usage(
+                    "VIRTIO_F_IN_ORDER: chains completed out of order",
+                ));
+            }
+            advance(size, &mut pos, &mut wrap, t.ring_slots);
+        }
+    }
+    let ring = q.area(mem, RingArea::Descriptors, p::desc_ring_size(size))?;
+    let write = |pos: u16, id: u16, len: u32| -> Result<(), DeviceQueueError> {
+        let off = usize::from(pos) * DESC_SIZE;
+        ring.write_u32(off + 8, len)?;
+        ring.write_u16(off + 12, id)?;
+        Ok(())
+    };
+    let flags =
+        |wrap: bool, len: u32| p::used_flags(wrap) | if len > 0 { VIRTQ_DESC_F_WRITE } else { 0 };
+    let (first_pos, first_wrap) = (st.used_pos, st.used_wrap);
+    let (mut pos, mut wrap) = (st.used_pos, st.used_wrap);
+    match batch {
+        [.., (last, len)] if in_order && batch.len() > 1 => {
+            // One used descriptor for the batch (§2.8.11).
+            write(pos, last.id, *len)?;
+            ring.store_u16_release(usize::from(pos) * DESC_SIZE + 14, flags(wrap, *len))?;
+            let slots: u32 = batch.iter().map(|(t, _)| u32::from(t.ring_slots)).sum();
+            advance(
+                size,
+                &mut pos,
+                &mut wrap,
+                (slots % (2 * u32::from(size))) as u16,
+            );
+            // `slots` can exceed `size` only if more was used than popped,
+            // which the caller's in-flight check excludes.
+        }
+        _ => {
+            // Write every entry; publish the first one's flags last so the
+            // driver sees the whole batch at once.
+            for (i, &(t, len)) in batch.iter().enumerate() {
+                write(pos, t.id, len)?;
+                if i > 0 {
+                    ring.store_u16_release(usize::from(pos) * DESC_SIZE + 14, flags(wrap, len))?;
+                }
+                advance(size, &mut pos, &mut wrap, t.ring_slots);
+            }
+            ring.store_u16_release(
+                usize::from(first_pos) * DESC_SIZE + 14,
+                flags(first_wrap, batch[0].1),
+            )?;
+        }
+    }
+    st.used_pos = pos;
+    st.used_wrap = wrap;
+    Ok(())
+}
+
+pub(super) fn needs_notification<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &mut PackedState,
+    mem: &M,
+) -> Result<bool, DeviceQueueError> {
+    let size = q.size;
+    let drv = q.area(mem, RingArea::Driver, p::EVENT_SUPPRESS_SIZE)?;
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    let new = linear(size, st.used_pos, st.used_wrap);
+    let old = linear(size, st.signalled_pos, st.signalled_wrap);
+    let valid = st.signalled_valid;
+    st.signalled_pos = st.used_pos;
+    st.signalled_wrap = st.used_wrap;
+    st.signalled_valid = true;
+    let flags = drv.read_u16(2)? & p::RING_EVENT_FLAGS_MASK;
+    match flags {
+        p::RING_EVENT_FLAGS_ENABLE => Ok(true),
+        p::RING_EVENT_FLAGS_DISABLE => Ok(false),
+        p::RING_EVENT_FLAGS_DESC if q.features.event_idx => {
+            if !valid {
+                return Ok(true);
+            }
+            let (off, wrap) = p::split_event_desc(drv.read_u16(0)?);
+            if off >= size {
+                // A position outside the ring never comes: no notification
+                // is owed (the driver broke its own suppression).
+                return Ok(false);
+            }
+            Ok(packed_need_event(size, linear(size, off, wrap), new, old))
+        }
+        // DESC without EVENT_IDX, or the reserved value 3: notify, erring on
+        // the side of liveness.
+        _ => Ok(true),
+    }
+}
+
+pub(super) fn set_notification<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &mut PackedState,
+    mem: &M,
+    enable: bool,
+) -> Result<bool, DeviceQueueError> {
+    let size = q.size;
+    let dev = q.area(mem, RingArea::Device, p::EVENT_SUPPRESS_SIZE)?;
+    if !enable {
+        dev.write_u16(2, p::RING_EVENT_FLAGS_DISABLE)?;
+        return Ok(false);
+    }
+    if q.features.event_idx {
+        dev.write_u16(0, p::event_desc(st.avail_pos, st.avail_wrap))?;
+        dev.write_u16(2, p::RING_EVENT_FLAGS_DESC)?;
+    } else {
+        dev.write_u16(2, p::RING_EVENT_FLAGS_ENABLE)?;
+    }
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    let ring = q.area(mem, RingArea::Descriptors, p::desc_ring_size(size))?;
+    let flags = ring.load_u16_acquire(usize::from(st.avail_pos) * DESC_SIZE + 14)?;
+    Ok(p::is_avail(flags, st.avail_wrap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn need_event_over_positions() {
+        let size = 4;
+        // Driver wants to hear when position 2 (wrap 1) is used.
+        let ev = linear(size, 2, true);
+        assert!(packed_need_event(
+            size,
+            ev,
+            linear(size, 3, true),
+            linear(size, 1, true)
+        ));
+        assert!(!packed_need_event(
+            size,
+            ev,
+            linear(size, 2, true),
+            linear(size, 1, true)
+        ));
+        // Across the wrap: old at 3/w1, new at 1/w0 (two entries used: 3, 0).
+        let ev = linear(size, 0, false);
+        assert!(packed_need_event(
+            size,
+            ev,
+            linear(size, 1, false),
+            linear(size, 3, true)
+        ));
+        let ev = linear(size, 3, false);
+        assert!(!packed_need_event(
+            size,
+            ev,
+            linear(size, 1, false),
+            linear(size, 3, true)
+        ));
+    }
+}

@@ -1,0 +1,217 @@
+//! Split ring, device side (VIRTIO 1.4 §2.7).
+
+use ringwork_spec::ring::split as s;
+use ringwork_spec::ring::{
+    need_event, DESC_SIZE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
+};
+
+use super::chain::{DescChain, UsedToken};
+use super::error::{ChainError, DeviceQueueError, RingArea};
+use super::{Core, SplitState};
+use crate::mem::{GuestMemory, MemSlice};
+
+/// One split descriptor, read with two volatile 8-byte loads.
+#[inline]
+fn read_desc(table: &MemSlice<'_>, index: u32) -> Result<(u64, u32, u16, u16), DeviceQueueError> {
+    let off = index as usize * DESC_SIZE;
+    let addr = table.read_u64(off)?;
+    let rest = table.read_u64(off + 8)?;
+    Ok((addr, rest as u32, (rest >> 32) as u16, (rest >> 48) as u16))
+}
+
+pub(super) fn pop<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &mut SplitState,
+    notify_enabled: bool,
+    mem: &M,
+    chain: &mut DescChain,
+) -> Result<bool, DeviceQueueError> {
+    let size = q.size;
+    let avail = q.area(mem, RingArea::Driver, s::avail_ring_size(size))?;
+    if st.next_avail == st.avail_shadow {
+        let idx = avail.load_u16_acquire(s::AVAIL_IDX_OFFSET)?;
+        if idx.wrapping_sub(st.next_avail) > size {
+            return Err(DeviceQueueError::AvailIndexJump {
+                last: st.next_avail,
+                idx,
+                size,
+            });
+        }
+        st.avail_shadow = idx;
+        if idx == st.next_avail {
+            return Ok(false);
+        }
+    }
+    let slot = st.next_avail & (size - 1);
+    let head = avail.read_u16(s::avail_ring_entry_offset(slot))?;
+    if head >= size {
+        return Err(DeviceQueueError::HeadOutOfRange { head, size });
+    }
+    let table = q.area(mem, RingArea::Descriptors, s::desc_table_size(size))?;
+    chain.clear();
+    chain.set_token(UsedToken {
+        id: head,
+        ring_slots: 1,
+        seq: st.next_avail,
+    });
+    walk(q, mem, &table, u32::from(size), head, chain, false)?;
+    st.next_avail = st.next_avail.wrapping_add(1);
+    if notify_enabled && q.features.event_idx {
+        // Keep avail_event current so the driver keeps notifying
+        // (VIRTIO 1.4 §2.7.10): ask to hear about the next entry.
+        let used = q.area(mem, RingArea::Device, s::used_ring_size(size))?;
+        used.write_u16(s::avail_event_offset(size), st.next_avail)?;
+    }
+    Ok(true)
+}
+
+/// Walks a chain through `table` (the main table, or an indirect one).
+fn walk<M: GuestMemory + ?Sized>(
+    q: &Core,
+    mem: &M,
+    table: &MemSlice<'_>,
+    table_len: u32,
+    head: u16,
+    chain: &mut DescChain,
+    in_indirect: bool,
+) -> Result<(), DeviceQueueError> {
+    let mut index = head;
+    let mut seen = 0u32;
+    loop {
+        if seen >= table_len {
+            return Err(ChainError::TooLong { limit: table_len }.into());
+        }
+        seen += 1;
+        let (addr, len, flags, next) = read_desc(table, u32::from(index))?;
+        if flags & VIRTQ_DESC_F_INDIRECT != 0 {
+            if in_indirect {
+                return Err(ChainError::NestedIndirect.into());
+            }
+            if !q.features.indirect_desc {
+                return Err(ChainError::IndirectNotNegotiated.into());
+            }
+            if flags & VIRTQ_DESC_F_NEXT != 0 {
+                return Err(ChainError::IndirectChained.into());
+            }
+            // VIRTIO 1.4 §2.7.5.3.2: zero or more direct descriptors followed
+            // by one indirect; its WRITE flag is ignored.
+            let entries = q.indirect_entries(len)?;
+            let itable = mem
+                .slice(addr, len as usize)
+                .ok_or(ChainError::OutOfMemory { addr, len })?;
+            chain.set_indirect();
+            return walk(q, mem, &itable, entries, 0, chain, true);
+        }
+        chain.push(mem, addr, len, flags & VIRTQ_DESC_F_WRITE != 0)?;
+        if flags & VIRTQ_DESC_F_NEXT == 0 {
+            return Ok(());
+        }
+        if u32::from(next) >= table_len {
+            return Err(ChainError::NextOutOfRange {
+                index,
+                next,
+                table_len,
+            }
+            .into());
+        }
+        index = next;
+    }
+}
+
+pub(super) fn add_used<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &mut SplitState,
+    mem: &M,
+    batch: &[(UsedToken, u32)],
+) -> Result<(), DeviceQueueError> {
+    let size = q.size;
+    let in_order = q.features.in_order;
+    let mut next_used = st.next_used;
+    if in_order {
+        for (i, (t, _)) in batch.iter().enumerate() {
+            if t.seq != next_used.wrapping_add(i as u16) {
+                return Err(DeviceQueueError::Usage(
+                    "VIRTIO_F_IN_ORDER: chains completed out of order",
+                ));
+            }
+        }
+    }
+    if batch.iter().any(|(t, _)| t.id >= size) {
+        return Err(DeviceQueueError::Usage("used id beyond queue size"));
+    }
+    let used = q.area(mem, RingArea::Device, s::used_ring_size(size))?;
+    match batch {
+        [.., (last, len)] if in_order && batch.len() > 1 => {
+            // One entry for the batch, at the slot of its first buffer.
+            let off = s::used_ring_entry_offset(next_used & (size - 1));
+            used.write_u64(off, u64::from(last.id) | (u64::from(*len) << 32))?;
+            next_used = next_used.wrapping_add(batch.len() as u16);
+        }
+        _ => {
+            for &(t, len) in batch {
+                let off = s::used_ring_entry_offset(next_used & (size - 1));
+                used.write_u64(off, u64::from(t.id) | (u64::from(len) << 32))?;
+                next_used = next_used.wrapping_add(1);
+            }
+        }
+    }
+    // VIRTIO 1.4 §2.7.8.2: len is set before idx is updated (release).
+    used.store_u16_release(s::USED_IDX_OFFSET, next_used)?;
+    st.next_used = next_used;
+    Ok(())
+}
+
+pub(super) fn needs_notification<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &mut SplitState,
+    mem: &M,
+) -> Result<bool, DeviceQueueError> {
+    let size = q.size;
+    let avail = q.area(mem, RingArea::Driver, s::avail_ring_size(size))?;
+    // Order our used idx store before reading the driver's suppression.
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    let new = st.next_used;
+    let old = st.signalled_used;
+    let valid = st.signalled_valid;
+    st.signalled_used = new;
+    st.signalled_valid = true;
+    if !q.features.event_idx {
+        // VIRTIO 1.4 §2.7.7.2: notify unless VIRTQ_AVAIL_F_NO_INTERRUPT.
+        let flags = avail.read_u16(s::AVAIL_FLAGS_OFFSET)?;
+        return Ok(flags & s::VIRTQ_AVAIL_F_NO_INTERRUPT == 0);
+    }
+    if !valid {
+        return Ok(true);
+    }
+    let used_event = avail.read_u16(s::used_event_offset(size))?;
+    Ok(need_event(used_event, new, old))
+}
+
+pub(super) fn set_notification<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &mut SplitState,
+    mem: &M,
+    enable: bool,
+) -> Result<bool, DeviceQueueError> {
+    let size = q.size;
+    let used = q.area(mem, RingArea::Device, s::used_ring_size(size))?;
+    if q.features.event_idx {
+        if enable {
+            used.write_u16(s::avail_event_offset(size), st.next_avail)?;
+        }
+        // Disabling with EVENT_IDX: leave avail_event behind; the driver
+        // stops notifying once it has passed it.
+    } else {
+        used.write_u16(
+            s::USED_FLAGS_OFFSET,
+            if enable { 0 } else { s::VIRTQ_USED_F_NO_NOTIFY },
+        )?;
+    }
+    if !enable {
+        return Ok(false);
+    }
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    let avail = q.area(mem, RingArea::Driver, s::avail_ring_size(size))?;
+    let idx = avail.load_u16_acquire(s::AVAIL_IDX_OFFSET)?;
+    Ok(idx != st.next_avail)
+}

@@ -1,0 +1,452 @@
+//! Access to memory shared with the peer.
+//!
+//! Memory the other side can write is never a Rust reference: it is reached
+//! through [`MemSlice`], a bounds-checked window whose every access is a
+//! volatile or atomic load or store. Ring indices and flags use
+//! acquire/release atomics; payload bytes use volatile word copies. A
+//! `MemSlice` can also give its raw pointer for handing to the kernel as an
+//! iovec.
+//!
+//! Two traits say where memory comes from:
+//! - [`GuestMemory`] (device side) translates a driver-given address range to
+//!   host memory, or refuses it.
+//! - [`Dma`] (driver side) allocates memory the device can reach and says at
+//!   which device-visible address.
+//!
+//! Trust and panic contract: nothing here panics. Every offset and length is
+//! checked against the window; a failed check is an [`OutOfBounds`] error or
+//! `None`. Creating a window is `unsafe` ([`MemSlice::from_raw_parts`]):
+//! that is where an implementer promises the memory is really there.
+#![allow(unsafe_code)]
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use core::sync::atomic::{fence, AtomicU16, Ordering};
+
+/// An access fell outside a memory window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("access of {len} bytes at offset {offset} is outside a {size}-byte window")]
+pub struct OutOfBounds {
+    /// Offset of the access.
+    pub offset: usize,
+    /// Length of the access.
+    pub len: usize,
+    /// Size of the window.
+    pub size: usize,
+}
+
+/// A bounds-checked window on memory shared with the peer.
+///
+/// Copying a `MemSlice` copies the window, not the memory. All accesses are
+/// volatile or atomic, so concurrent writes by the peer are never undefined
+/// behaviour on our side; they can only make us read values we then validate.
+#[derive(Clone, Copy)]
+pub struct MemSlice<'a> {
+    ptr: NonNull<u8>,
+    len: usize,
+    _life: PhantomData<&'a core::cell::UnsafeCell<[u8]>>,
+}
+
+// SAFETY: a MemSlice is a pointer and a length; every access through it is a
+// volatile or atomic operation, which is sound to perform from any thread on
+// memory that (by the `from_raw_parts` contract) stays valid for 'a.
+unsafe impl Send for MemSlice<'_> {}
+// SAFETY: as above; shared use from several threads only issues volatile or
+// atomic accesses.
+unsafe impl Sync for MemSlice<'_> {}
+
+impl core::fmt::Debug for MemSlice<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemSlice")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+macro_rules! volatile_int {
+    ($read:ident, $write:ident, $t:ty, $n:expr) => {
+        /// Reads a little-endian value with a volatile load.
+        #[inline]
+        pub fn $read(&self, offset: usize) -> Result<$t, OutOfBounds> {
+            let p = self.ptr_at(offset, $n)?;
+            let v = if (p as usize) % $n == 0 {
+                // SAFETY: `ptr_at` checked that the $n bytes are inside the
+                // window, which is valid memory for 'a; the pointer is aligned.
+                unsafe { p.cast::<$t>().read_volatile() }
+            } else {
+                // SAFETY: in bounds as above; a byte array has alignment 1.
+                <$t>::from_ne_bytes(unsafe { p.cast::<[u8; $n]>().read_volatile() })
+            };
+            Ok(<$t>::from_le(v))
+        }
+
+        /// Writes a little-endian value with a volatile store.
+        #[inline]
+        pub fn $write(&self, offset: usize, value: $t) -> Result<(), OutOfBounds> {
+            let p = self.ptr_at(offset, $n)?;
+            let v = value.to_le();
+            if (p as usize) % $n == 0 {
+                // SAFETY: in bounds and aligned (checked above); the window is
+                // valid for writes for 'a.
+                unsafe { p.cast::<$t>().write_volatile(v) }
+            } else {
+                // SAFETY: in bounds; byte arrays have alignment 1.
+                unsafe { p.cast::<[u8; $n]>().write_volatile(v.to_ne_bytes()) }
+            }
+            Ok(())
+        }
+    };
+}
+
+impl<'a> MemSlice<'a> {
+    /// Creates a window on `len` bytes at `ptr`.
+    ///
+    /// # Safety
+    /// For all of `'a`, the `len` bytes at `ptr` must stay mapped, readable
+    /// and writable, and must not be accessed through Rust references (only
+    /// through raw-pointer, volatile or atomic accesses, by us or the peer).
+    /// `ptr` must be non-null (it may be dangling when `len` is 0).
+    #[inline]
+    pub unsafe fn from_raw_parts(ptr: *mut u8, len: usize) -> Self {
+        Self {
+            // SAFETY: the caller promises `ptr` is non-null.
+            ptr: unsafe { NonNull::new_unchecked(ptr) },
+            len,
+            _life: PhantomData,
+        }
+    }
+
+    /// An empty window.
+    #[inline]
+    pub fn empty() -> Self {
+        Self {
+            ptr: NonNull::dangling(),
+            len: 0,
+            _life: PhantomData,
+        }
+    }
+
+    /// Size of the window in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the window is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The raw pointer to the first byte, for handing to the kernel (iovecs).
+    /// Dereferencing it is the caller's responsibility.
+    #[inline]
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    #[inline]
+    fn ptr_at(&self, offset: usize, len: usize) -> Result<*mut u8, OutOfBounds> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => {
+                // SAFETY: offset + len <= self.len, so the result stays inside
+                // (or one past) the window's allocation.
+                Ok(unsafe { self.ptr.as_ptr().add(offset) })
+            }
+            _ => Err(OutOfBounds {
+                offset,
+                len,
+                size: self.len,
+            }),
+        }
+    }
+
+    /// The sub-window `[offset, offset + len)`.
+    #[inline]
+    pub fn subslice(&self, offset: usize, len: usize) -> Result<MemSlice<'a>, OutOfBounds> {
+        let p = self.ptr_at(offset, len)?;
+        // SAFETY: the sub-range lies inside this window, which satisfies the
+        // contract for 'a.
+        Ok(unsafe { MemSlice::from_raw_parts(p, len) })
+    }
+
+    volatile_int!(read_u16, write_u16, u16, 2);
+    volatile_int!(read_u32, write_u32, u32, 4);
+    volatile_int!(read_u64, write_u64, u64, 8);
+
+    /// Reads one byte with a volatile load.
+    #[inline]
+    pub fn read_u8(&self, offset: usize) -> Result<u8, OutOfBounds> {
+        let p = self.ptr_at(offset, 1)?;
+        // SAFETY: in bounds (checked), valid for 'a.
+        Ok(unsafe { p.read_volatile() })
+    }
+
+    /// Writes one byte with a volatile store.
+    #[inline]
+    pub fn write_u8(&self, offset: usize, value: u8) -> Result<(), OutOfBounds> {
+        let p = self.ptr_at(offset, 1)?;
+        // SAFETY: in bounds (checked), valid for writes for 'a.
+        unsafe { p.write_volatile(value) };
+        Ok(())
+    }
+
+    /// Loads a little-endian `u16` with acquire ordering (ring indices and
+    /// flags: everything the peer wrote before its release store is visible
+    /// after this load).
+    #[inline]
+    pub fn load_u16_acquire(&self, offset: usize) -> Result<u16, OutOfBounds> {
+        let p = self.ptr_at(offset, 2)?;
+        if (p as usize) % 2 == 0 {
+            // SAFETY: in bounds, aligned to 2, valid for 'a; all concurrent
+            // accesses to this location are atomic or volatile.
+            let a = unsafe { AtomicU16::from_ptr(p.cast::<u16>()) };
+            Ok(u16::from_le(a.load(Ordering::Acquire)))
+        } else {
+            let v = self.read_u16(offset)?;
+            fence(Ordering::Acquire);
+            Ok(v)
+        }
+    }
+
+    /// Stores a little-endian `u16` with release ordering (publishes every
+    /// earlier write to the peer).
+    #[inline]
+    pub fn store_u16_release(&self, offset: usize, value: u16) -> Result<(), OutOfBounds> {
+        let p = self.ptr_at(offset, 2)?;
+        if (p as usize) % 2 == 0 {
+            // SAFETY: in bounds, aligned, valid for writes for 'a.
+            let a = unsafe { AtomicU16::from_ptr(p.cast::<u16>()) };
+            a.store(value.to_le(), Ordering::Release);
+        } else {
+            fence(Ordering::Release);
+            self.write_u16(offset, value)?;
+        }
+        Ok(())
+    }
+
+    /// Copies `dst.len()` bytes starting at `offset` out of the window.
+    pub fn read_bytes(&self, offset: usize, dst: &mut [u8]) -> Result<(), OutOfBounds> {
+        let src = self.ptr_at(offset, dst.len())?;
+        // SAFETY: `src..src+len` is inside the window (checked); `dst` is our
+        // own private buffer of the same length.
+        unsafe { volatile_copy_from(src, dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+
+    /// Copies `src` into the window starting at `offset`.
+    pub fn write_bytes(&self, offset: usize, src: &[u8]) -> Result<(), OutOfBounds> {
+        let dst = self.ptr_at(offset, src.len())?;
+        // SAFETY: `dst..dst+len` is inside the window (checked), valid for
+        // writes; `src` is our own buffer.
+        unsafe { volatile_copy_to(src.as_ptr(), dst, src.len()) };
+        Ok(())
+    }
+
+    /// Sets `len` bytes starting at `offset` to `byte`.
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<(), OutOfBounds> {
+        let dst = self.ptr_at(offset, len)?;
+        for i in 0..len {
+            // SAFETY: i < len and the range is inside the window (checked).
+            unsafe { dst.add(i).write_volatile(byte) };
+        }
+        Ok(())
+    }
+}
+
+/// Word-wise volatile copy out of shared memory.
+///
+/// # Safety
+/// `src` must be valid for `len` bytes of reads (volatile), `dst` for `len`
+/// bytes of writes, and the ranges must not overlap.
+#[inline]
+unsafe fn volatile_copy_from(src: *const u8, dst: *mut u8, len: usize) {
+    let mut i = 0;
+    if (src as usize) % 8 == 0 {
+        while i + 8 <= len {
+            // SAFETY: i + 8 <= len; `src + i` is 8-aligned because `src` is
+            // and i is a multiple of 8; `dst` may be unaligned.
+            unsafe {
+                let w = src.add(i).cast::<u64>().read_volatile();
+                dst.add(i).cast::<u64>().write_unaligned(w);
+            }
+            i += 8;
+        }
+    }
+    while i < len {
+        // SAFETY: i < len.
+        unsafe { dst.add(i).write(src.add(i).read_volatile()) };
+        i += 1;
+    }
+}
+
+/// Word-wise volatile copy into shared memory.
+///
+/// # Safety
+/// As [`volatile_copy_from`], with `dst` the shared side.
+#[inline]
+unsafe fn volatile_copy_to(src: *const u8, dst: *mut u8, len: usize) {
+    let mut i = 0;
+    if (dst as usize) % 8 == 0 {
+        while i + 8 <= len {
+            // SAFETY: i + 8 <= len; `dst + i` is 8-aligned; `src` is read
+            // unaligned.
+            unsafe {
+                let w = src.add(i).cast::<u64>().read_unaligned();
+                dst.add(i).cast::<u64>().write_volatile(w);
+            }
+            i += 8;
+        }
+    }
+    while i < len {
+        // SAFETY: i < len.
+        unsafe { dst.add(i).write_volatile(src.add(i).read()) };
+        i += 1;
+    }
+}
+
+/// Memory the driver shared with the device, as the device sees it.
+///
+/// Implementations translate a driver-given address range to a host window.
+/// They must refuse (return `None`) any range not entirely inside memory
+/// shared with this device, and must check `addr + len` for overflow. The
+/// soundness promise is made where the implementation calls
+/// [`MemSlice::from_raw_parts`].
+pub trait GuestMemory {
+    /// The host window for `[addr, addr + len)`, or `None` when any byte of
+    /// it is outside shared memory (or the range overflows).
+    fn slice(&self, addr: u64, len: usize) -> Option<MemSlice<'_>>;
+
+    /// Whether `[addr, addr + len)` is entirely inside shared memory.
+    #[inline]
+    fn contains(&self, addr: u64, len: usize) -> bool {
+        self.slice(addr, len).is_some()
+    }
+}
+
+impl<T: GuestMemory + ?Sized> GuestMemory for &T {
+    #[inline]
+    fn slice(&self, addr: u64, len: usize) -> Option<MemSlice<'_>> {
+        (**self).slice(addr, len)
+    }
+    #[inline]
+    fn contains(&self, addr: u64, len: usize) -> bool {
+        (**self).contains(addr, len)
+    }
+}
+
+/// A block of DMA-able memory: a host window and the address the device uses
+/// for its first byte.
+#[derive(Debug)]
+pub struct DmaBuffer {
+    ptr: NonNull<u8>,
+    len: usize,
+    device_addr: u64,
+}
+
+// SAFETY: a DmaBuffer is a pointer, a length and an address; it is only used
+// through `MemSlice` (volatile/atomic accesses), which is thread-safe.
+unsafe impl Send for DmaBuffer {}
+// SAFETY: as above.
+unsafe impl Sync for DmaBuffer {}
+
+impl DmaBuffer {
+    /// Describes an allocation.
+    ///
+    /// # Safety
+    /// `ptr` must be non-null and valid for reads and writes of `len` bytes
+    /// until the buffer is given back to the [`Dma::dealloc`] of the
+    /// allocator that made it, and must be accessed only through raw or
+    /// volatile/atomic accesses (never Rust references).
+    pub unsafe fn from_raw_parts(ptr: *mut u8, len: usize, device_addr: u64) -> Self {
+        Self {
+            // SAFETY: the caller promises non-null.
+            ptr: unsafe { NonNull::new_unchecked(ptr) },
+            len,
+            device_addr,
+        }
+    }
+
+    /// The host window on the buffer.
+    #[inline]
+    pub fn slice(&self) -> MemSlice<'_> {
+        // SAFETY: by the `from_raw_parts` contract the memory is valid while
+        // the buffer exists, and the window's lifetime is tied to `self`.
+        unsafe { MemSlice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Device-visible address of the first byte.
+    #[inline]
+    pub fn device_addr(&self) -> u64 {
+        self.device_addr
+    }
+
+    /// Size in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// An allocator of memory the device can access (driver side).
+pub trait Dma {
+    /// Allocates `len` zeroed bytes aligned (both host pointer and device
+    /// address) to `align`, a power of two; `None` when out of memory.
+    fn alloc(&self, len: usize, align: usize) -> Option<DmaBuffer>;
+
+    /// Gives a buffer from [`Dma::alloc`] back.
+    fn dealloc(&self, buffer: DmaBuffer);
+}
+
+impl<T: Dma + ?Sized> Dma for &T {
+    fn alloc(&self, len: usize, align: usize) -> Option<DmaBuffer> {
+        (**self).alloc(len, align)
+    }
+    fn dealloc(&self, buffer: DmaBuffer) {
+        (**self).dealloc(buffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_checked() {
+        let mut backing = [0u64; 4];
+        // SAFETY: a local array, accessed only through the window below.
+        let s = unsafe { MemSlice::from_raw_parts(backing.as_mut_ptr().cast(), 32) };
+        s.write_u32(0, 0x1122_3344).unwrap();
+        assert_eq!(s.read_u8(0).unwrap(), 0x44);
+        assert_eq!(s.read_u16(1).unwrap(), 0x2233); // unaligned path
+        s.write_u64(24, u64::MAX).unwrap();
+        assert_eq!(
+            s.write_u64(25, 1),
+            Err(OutOfBounds {
+                offset: 25,
+                len: 8,
+                size: 32
+            })
+        );
+        assert!(s.read_u16(usize::MAX).is_err());
+        assert!(s.subslice(30, 4).is_err());
+        let sub = s.subslice(8, 8).unwrap();
+        sub.store_u16_release(0, 7).unwrap();
+        assert_eq!(s.load_u16_acquire(8).unwrap(), 7);
+        let mut out = [0u8; 13];
+        s.write_bytes(3, b"hello, world!").unwrap();
+        s.read_bytes(3, &mut out).unwrap();
+        assert_eq!(&out, b"hello, world!");
+        s.fill(0, 32, 0xab).unwrap();
+        assert_eq!(s.read_u64(16).unwrap(), 0xabab_abab_abab_abab);
+        assert!(s.fill(1, 32, 0).is_err());
+        assert!(MemSlice::empty().is_empty());
+    }
+}

@@ -1,0 +1,239 @@
+//! Guest memory backed by `mmap` (the `std` feature).
+//!
+//! [`MmapRegion`] owns one shared mapping (anonymous, or of a file
+//! descriptor such as a memfd a VMM passed over a vhost-user socket).
+//! [`GuestMemoryMmap`] places regions at guest addresses and implements
+//! [`GuestMemory`]; it also implements [`Dma`] with a bump allocator over its
+//! first region, for driver-side users (a frontend that owns guest memory).
+//!
+//! Trust and panic contract: translations check every range against the
+//! regions and refuse what does not fit entirely in one region. Mapping
+//! errors are returned as `std::io::Error`. Nothing panics.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::vec::Vec;
+
+use crate::mem::{Dma, DmaBuffer, GuestMemory, MemSlice};
+
+/// One shared memory mapping, unmapped on drop.
+#[derive(Debug)]
+pub struct MmapRegion {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is process-wide memory reached only through MemSlice
+// (volatile/atomic accesses); the pointer itself is never mutated.
+unsafe impl Send for MmapRegion {}
+// SAFETY: as above.
+unsafe impl Sync for MmapRegion {}
+
+impl MmapRegion {
+    /// A zeroed anonymous shared mapping of `len` bytes.
+    pub fn anonymous(len: usize) -> io::Result<Self> {
+        Self::map(len, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+    }
+
+    /// A shared mapping of `len` bytes of `fd` starting at `offset`.
+    pub fn from_fd(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Self> {
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mmap offset too large"))?;
+        Self::map(len, libc::MAP_SHARED, fd.as_raw_fd(), off)
+    }
+
+    fn map(len: usize, flags: libc::c_int, fd: libc::c_int, off: libc::off_t) -> io::Result<Self> {
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
+        }
+        // SAFETY: a fresh mapping chosen by the kernel (addr NULL); no
+        // existing memory is affected. The result is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                off,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the region is empty (never: mappings are non-empty).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole mapping as a window.
+    pub fn as_slice(&self) -> MemSlice<'_> {
+        // SAFETY: the mapping stays valid until `self` drops; the window
+        // borrows `self`, and nothing takes Rust references into it.
+        unsafe { MemSlice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Gives `[offset, offset + len)` back to the kernel: `MADV_REMOVE`
+    /// frees the backing pages of a shared mapping (reads then see zeros),
+    /// with `MADV_DONTNEED` as the fallback where the backing store cannot
+    /// punch holes.
+    pub fn discard(&self, offset: usize, len: usize) -> io::Result<()> {
+        let page = 4096;
+        if offset % page != 0 || offset.checked_add(len).is_none_or(|e| e > self.len) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad range"));
+        }
+        // SAFETY: the range is inside our own mapping (checked above);
+        // MADV_DONTNEED does not invalidate the mapping itself.
+        let r = unsafe { libc::madvise(self.ptr.add(offset).cast(), len, libc::MADV_REMOVE) };
+        // SAFETY: as above.
+        if r != 0
+            && unsafe { libc::madvise(self.ptr.add(offset).cast(), len, libc::MADV_DONTNEED) } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MmapRegion {
+    fn drop(&mut self) {
+        // SAFETY: we own this mapping; windows on it borrow `self`, so none
+        // outlive it.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Guest memory made of mmap'd regions at guest addresses.
+#[derive(Debug, Default)]
+pub struct GuestMemoryMmap {
+    regions: Vec<(u64, MmapRegion)>,
+    next: AtomicUsize,
+}
+
+impl GuestMemoryMmap {
+    /// Empty guest memory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a region at guest address `gpa`; refuses overlapping or
+    /// overflowing placements.
+    pub fn add_region(&mut self, gpa: u64, region: MmapRegion) -> io::Result<()> {
+        let end = gpa
+            .checked_add(region.len() as u64)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "region overflows"))?;
+        if self
+            .regions
+            .iter()
+            .any(|(g, r)| gpa < g + r.len() as u64 && *g < end)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "region overlaps another",
+            ));
+        }
+        self.regions.push((gpa, region));
+        Ok(())
+    }
+
+    /// Removes the region starting at `gpa`, returning it.
+    pub fn remove_region(&mut self, gpa: u64) -> Option<MmapRegion> {
+        let i = self.regions.iter().position(|(g, _)| *g == gpa)?;
+        Some(self.regions.remove(i).1)
+    }
+
+    /// The regions, as (guest address, region).
+    pub fn regions(&self) -> impl Iterator<Item = (u64, &MmapRegion)> {
+        self.regions.iter().map(|(g, r)| (*g, r))
+    }
+}
+
+impl GuestMemory for GuestMemoryMmap {
+    fn slice(&self, addr: u64, len: usize) -> Option<MemSlice<'_>> {
+        let end = addr.checked_add(len as u64)?;
+        for (gpa, region) in &self.regions {
+            if addr >= *gpa && end <= gpa + region.len() as u64 {
+                return region.as_slice().subslice((addr - gpa) as usize, len).ok();
+            }
+        }
+        None
+    }
+}
+
+impl Dma for GuestMemoryMmap {
+    fn alloc(&self, len: usize, align: usize) -> Option<DmaBuffer> {
+        let (gpa, region) = self.regions.first()?;
+        if !align.is_power_of_two() || align > 4096 {
+            return None;
+        }
+        let mut cur = self.next.load(Ordering::Relaxed);
+        loop {
+            let start = cur.checked_add(align - 1)? & !(align - 1);
+            let end = start.checked_add(len)?;
+            if end > region.len() {
+                return None;
+            }
+            if self
+                .next
+                .compare_exchange(cur, end, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                let w = region.as_slice().subslice(start, len).ok()?;
+                w.fill(0, len, 0).ok()?;
+                // SAFETY: the range lies in a mapping that lives as long as
+                // `self`, handed out once by the bump allocator.
+                return Some(unsafe {
+                    DmaBuffer::from_raw_parts(w.as_ptr(), len, gpa + start as u64)
+                });
+            }
+            cur = self.next.load(Ordering::Relaxed);
+        }
+    }
+
+    fn dealloc(&self, _buffer: DmaBuffer) {
+        // Bump allocator: reclaimed when the memory drops.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_translate_and_refuse() {
+        let mut m = GuestMemoryMmap::new();
+        m.add_region(0x1000, MmapRegion::anonymous(0x2000).unwrap())
+            .unwrap();
+        m.add_region(0x10_0000, MmapRegion::anonymous(0x1000).unwrap())
+            .unwrap();
+        assert!(m
+            .add_region(0x2000, MmapRegion::anonymous(0x1000).unwrap())
+            .is_err());
+        assert!(m.slice(0x1000, 0x2000).is_some());
+        assert!(m.slice(0x2fff, 2).is_none(), "straddles the end");
+        assert!(m.slice(0x10_0000, 16).is_some());
+        assert!(m.slice(u64::MAX - 1, 4).is_none());
+        m.slice(0x1008, 8).unwrap().write_u64(0, 42).unwrap();
+        assert_eq!(m.slice(0x1008, 8).unwrap().read_u64(0).unwrap(), 42);
+        let (_, r) = m.regions().next().unwrap();
+        r.discard(0, 4096).unwrap();
+        assert_eq!(m.slice(0x1008, 8).unwrap().read_u64(0).unwrap(), 0);
+        let b = m.alloc(64, 16).unwrap();
+        assert_eq!(b.device_addr(), 0x1000);
+        assert!(m.remove_region(0x10_0000).is_some());
+        assert!(m.slice(0x10_0000, 1).is_none());
+    }
+}
