@@ -197,6 +197,7 @@ macro_rules! wire_view {
             $(
                 $(#[$fmeta])*
                 #[inline]
+                #[allow(clippy::int_plus_one)]
                 pub fn $get(&self) -> <$ty as $crate::wire::WireField>::Native {
                     const _: () = assert!($off + <$ty as $crate::wire::WireField>::LEN <= $size);
                     <$ty as $crate::wire::WireField>::get(
