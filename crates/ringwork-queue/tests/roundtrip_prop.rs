@@ -30,7 +30,11 @@ fn params() -> impl Strategy<Value = Params> {
                     RingFormat::Split
                 };
                 // Split sizes are powers of two; packed ones anything.
-                let size = if packed { any_size } else { 1u16 << pow.min(15) };
+                let size = if packed {
+                    any_size
+                } else {
+                    1u16 << pow.min(15)
+                };
                 Params {
                     format,
                     size,

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use ringwork_queue::test_utils::TestMemory;
 use ringwork_queue::{
-    DescChain, DeviceQueue, DriverQueue, DriverQueueConfig, GuestMemory, QueueFeatures, RingFormat, Segment,
-    UsedToken,
+    DescChain, DeviceQueue, DriverQueue, DriverQueueConfig, GuestMemory, QueueFeatures, RingFormat,
+    Segment, UsedToken,
 };
 
 /// Bytes of data space per buffer slot.
@@ -176,14 +176,29 @@ impl<'m> Harness<'m> {
         let mut got = 0;
         while got < n {
             let mut chain = std::mem::take(&mut self.chain);
-            if !self.device.pop_into(self.mem, &mut chain).expect("device pop") {
+            if !self
+                .device
+                .pop_into(self.mem, &mut chain)
+                .expect("device pop")
+            {
                 self.chain = chain;
                 break;
             }
-            let token = *self.by_id.get(&chain.id()).expect("popped id is outstanding");
+            let token = *self
+                .by_id
+                .get(&chain.id())
+                .expect("popped id is outstanding");
             let e = self.expect.get(&token).unwrap().clone();
-            assert_eq!(chain.readable_segments(), &e.out[..], "token {token} readable");
-            assert_eq!(chain.writable_segments(), &e.inp[..], "token {token} writable");
+            assert_eq!(
+                chain.readable_segments(),
+                &e.out[..],
+                "token {token} readable"
+            );
+            assert_eq!(
+                chain.writable_segments(),
+                &e.inp[..],
+                "token {token} writable"
+            );
             // Read everything back through the reader.
             let mut buf = vec![0u8; chain.readable_len() as usize];
             let mut r = chain.reader(self.mem);
@@ -233,13 +248,18 @@ impl<'m> Harness<'m> {
         }
         let used: Vec<(UsedToken, u32)> = batch.iter().map(|(_, t, l)| (*t, *l)).collect();
         if self.rng.below(2) == 0 || in_order_batch {
-            self.device.add_used_batch(self.mem, &used).expect("add_used_batch");
+            self.device
+                .add_used_batch(self.mem, &used)
+                .expect("add_used_batch");
         } else {
             for (t, l) in used {
                 self.device.add_used(self.mem, t, l).expect("add_used");
             }
         }
-        let _ = self.device.needs_notification(self.mem).expect("needs_notification");
+        let _ = self
+            .device
+            .needs_notification(self.mem)
+            .expect("needs_notification");
     }
 
     /// Driver: take every used buffer, checking token, len and bytes.
@@ -255,7 +275,12 @@ impl<'m> Harness<'m> {
                     if k >= u.len as usize {
                         break 'outer;
                     }
-                    let b = self.mem.slice(s.addr + j as u64, 1).unwrap().read_u8(0).unwrap();
+                    let b = self
+                        .mem
+                        .slice(s.addr + j as u64, 1)
+                        .unwrap()
+                        .read_u8(0)
+                        .unwrap();
                     assert_eq!(b, in_byte(u.token, k), "token {} reply byte {k}", u.token);
                     k += 1;
                 }

@@ -1,6 +1,7 @@
-//! VIRTIO 1.4 §5.1 Network Device: feature bits, the device configuration
-//! layout, the per-packet `virtio_net_hdr`, header and buffer sizes, and
-//! virtqueue numbering.
+//! VIRTIO 1.4 §5.1 Network Device: feature bits and their dependency rules
+//! ([`NET_FEATURE_RULES`]), the device configuration layout, the per-packet
+//! `virtio_net_hdr`, header and buffer sizes, hashing constants and virtqueue
+//! numbering.
 //!
 //! The control virtqueue (classes, commands and their payloads) is in
 //! [`ctrl`], device statistics (`VIRTIO_NET_CTRL_STATS`) in [`stats`], and
@@ -28,113 +29,16 @@
 //! is negotiated and 1 otherwise. Indexes are `u32` because `2N` reaches
 //! 0x10000 for the largest `max_virtqueue_pairs` (0x8000).
 
+use crate::features::VIRTIO_F_VERSION_1;
 use crate::le::{Le16, Le32};
 use crate::wire_view;
 
+mod bits;
 pub mod ctrl;
 pub mod ff;
 pub mod stats;
 
-// ---------------------------------------------------------------------------
-// Feature bits (§5.1.3)
-// ---------------------------------------------------------------------------
-
-/// Device handles packets with partial checksum offload.
-pub const VIRTIO_NET_F_CSUM: u32 = 0;
-/// Driver handles packets with partial checksum.
-pub const VIRTIO_NET_F_GUEST_CSUM: u32 = 1;
-/// Control channel offloads reconfiguration support.
-pub const VIRTIO_NET_F_CTRL_GUEST_OFFLOADS: u32 = 2;
-/// Device maximum MTU reporting (`mtu` in the configuration space).
-pub const VIRTIO_NET_F_MTU: u32 = 3;
-/// Device has given MAC address (`mac` in the configuration space).
-pub const VIRTIO_NET_F_MAC: u32 = 5;
-/// Driver can receive TSOv4.
-pub const VIRTIO_NET_F_GUEST_TSO4: u32 = 7;
-/// Driver can receive TSOv6.
-pub const VIRTIO_NET_F_GUEST_TSO6: u32 = 8;
-/// Driver can receive TSO with ECN.
-pub const VIRTIO_NET_F_GUEST_ECN: u32 = 9;
-/// Driver can receive UFO.
-pub const VIRTIO_NET_F_GUEST_UFO: u32 = 10;
-/// Device can receive TSOv4.
-pub const VIRTIO_NET_F_HOST_TSO4: u32 = 11;
-/// Device can receive TSOv6.
-pub const VIRTIO_NET_F_HOST_TSO6: u32 = 12;
-/// Device can receive TSO with ECN.
-pub const VIRTIO_NET_F_HOST_ECN: u32 = 13;
-/// Device can receive UFO.
-pub const VIRTIO_NET_F_HOST_UFO: u32 = 14;
-/// Driver can merge receive buffers (`num_buffers` may exceed 1).
-pub const VIRTIO_NET_F_MRG_RXBUF: u32 = 15;
-/// Configuration `status` field is available.
-pub const VIRTIO_NET_F_STATUS: u32 = 16;
-/// Control channel (controlq) is available.
-pub const VIRTIO_NET_F_CTRL_VQ: u32 = 17;
-/// Control channel RX mode support.
-pub const VIRTIO_NET_F_CTRL_RX: u32 = 18;
-/// Control channel VLAN filtering.
-pub const VIRTIO_NET_F_CTRL_VLAN: u32 = 19;
-/// Control channel RX extra mode support.
-pub const VIRTIO_NET_F_CTRL_RX_EXTRA: u32 = 20;
-/// Driver can send gratuitous packets.
-pub const VIRTIO_NET_F_GUEST_ANNOUNCE: u32 = 21;
-/// Device supports multiqueue with automatic receive steering.
-pub const VIRTIO_NET_F_MQ: u32 = 22;
-/// Set MAC address through control channel.
-pub const VIRTIO_NET_F_CTRL_MAC_ADDR: u32 = 23;
-/// Device can provide device-level statistics through the controlq.
-pub const VIRTIO_NET_F_DEVICE_STATS: u32 = 50;
-/// Device supports inner header hash for encapsulated packets.
-pub const VIRTIO_NET_F_HASH_TUNNEL: u32 = 51;
-/// Device supports virtqueue notification coalescing.
-pub const VIRTIO_NET_F_VQ_NOTF_COAL: u32 = 52;
-/// Device supports notifications coalescing.
-pub const VIRTIO_NET_F_NOTF_COAL: u32 = 53;
-/// Driver can receive USOv4 packets.
-pub const VIRTIO_NET_F_GUEST_USO4: u32 = 54;
-/// Driver can receive USOv6 packets.
-pub const VIRTIO_NET_F_GUEST_USO6: u32 = 55;
-/// Device can receive USO packets (segmentation, each segment with a UDP
-/// header, unlike UFO's fragmentation).
-pub const VIRTIO_NET_F_HOST_USO: u32 = 56;
-/// Device can report per-packet hash value and type.
-pub const VIRTIO_NET_F_HASH_REPORT: u32 = 57;
-/// Driver can provide the exact `hdr_len` value.
-pub const VIRTIO_NET_F_GUEST_HDRLEN: u32 = 59;
-/// Device supports RSS with Toeplitz hash and configurable parameters.
-pub const VIRTIO_NET_F_RSS: u32 = 60;
-/// Device can process duplicated ACKs and report coalesced segments and
-/// duplicated ACKs (in `csum_start` / `csum_offset`).
-pub const VIRTIO_NET_F_RSC_EXT: u32 = 61;
-/// Device may act as a standby for a primary device with the same MAC.
-pub const VIRTIO_NET_F_STANDBY: u32 = 62;
-/// Device reports speed and duplex.
-pub const VIRTIO_NET_F_SPEED_DUPLEX: u32 = 63;
-/// Device supports multiple RSS contexts.
-pub const VIRTIO_NET_F_RSS_CONTEXT: u32 = 64;
-/// Driver can receive GSO packets carried by a UDP tunnel.
-pub const VIRTIO_NET_F_GUEST_UDP_TUNNEL_GSO: u32 = 65;
-/// Driver handles UDP-tunnelled packets with partial csum for the outer header.
-pub const VIRTIO_NET_F_GUEST_UDP_TUNNEL_GSO_CSUM: u32 = 66;
-/// Device can receive GSO packets carried by a UDP tunnel.
-pub const VIRTIO_NET_F_HOST_UDP_TUNNEL_GSO: u32 = 67;
-/// Device handles UDP-tunnelled packets with partial csum for the outer header.
-pub const VIRTIO_NET_F_HOST_UDP_TUNNEL_GSO_CSUM: u32 = 68;
-/// Driver can provide `outer_nh_offset`.
-pub const VIRTIO_NET_F_OUT_NET_HEADER: u32 = 69;
-/// Device supports inline IPsec processing (header grows to 32 bytes).
-pub const VIRTIO_NET_F_IPSEC: u32 = 70;
-
-/// Legacy: device handles packets with any GSO type (§5.1.3.2).
-pub const VIRTIO_NET_F_GSO: u32 = 6;
-/// Legacy: device coalesces TCP/IPv4 packets (§5.1.3.2).
-pub const VIRTIO_NET_F_GUEST_RSC4: u32 = 41;
-/// Legacy: device coalesces TCP/IPv6 packets (§5.1.3.2).
-pub const VIRTIO_NET_F_GUEST_RSC6: u32 = 42;
-
-/// `VIRTIO_F_VERSION_1` (bit 32, §6): decides the 10- vs 12-byte header.
-const VIRTIO_F_VERSION_1: u32 = 32;
+pub use bits::*;
 
 // ---------------------------------------------------------------------------
 // Device configuration layout (§5.1.4)
@@ -372,6 +276,8 @@ pub const NET_HDR_FULL_SIZE: usize = 32;
 /// while the structure listing makes the tunnel fields present with either
 /// `HOST_` or `GUEST_UDP_TUNNEL_GSO`; both are honoured here (as Linux does).
 /// Transmit buffers use the same size as receive buffers.
+///
+/// With a [`FeatureSet`](crate::features::FeatureSet): `net_hdr_len(|bit| set.contains(bit))`.
 pub fn net_hdr_len(has: impl Fn(u32) -> bool) -> usize {
     if has(VIRTIO_NET_F_OUT_NET_HEADER) || has(VIRTIO_NET_F_IPSEC) {
         NET_HDR_FULL_SIZE
@@ -789,27 +695,5 @@ mod tests {
         );
         assert_eq!(hash_type_of_report(10), None);
         assert_eq!(VIRTIO_NET_HASH_TUNNEL_TYPE_NVGRE, 0x100);
-    }
-
-    #[test]
-    fn feature_bit_numbers() {
-        assert_eq!(
-            [
-                VIRTIO_NET_F_CSUM,
-                VIRTIO_NET_F_MTU,
-                VIRTIO_NET_F_MAC,
-                VIRTIO_NET_F_CTRL_MAC_ADDR
-            ],
-            [0, 3, 5, 23]
-        );
-        assert_eq!(
-            [
-                VIRTIO_NET_F_DEVICE_STATS,
-                VIRTIO_NET_F_HASH_REPORT,
-                VIRTIO_NET_F_SPEED_DUPLEX
-            ],
-            [50, 57, 63]
-        );
-        assert_eq!([VIRTIO_NET_F_RSS_CONTEXT, VIRTIO_NET_F_IPSEC], [64, 70]);
     }
 }

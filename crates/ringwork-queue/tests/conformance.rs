@@ -1,0 +1,294 @@
+//! Targeted checks of normative statements that random workloads do not pin
+//! down: ring alignment, notification suppression in both directions and
+//! both formats, queue reset / re-enable, position save/restore and
+//! notification data. Each test names the section it checks.
+
+use ringwork_queue::test_utils::TestMemory;
+use ringwork_queue::{
+    DeviceQueue, DriverQueue, DriverQueueConfig, GuestMemory, QueueFeatures, QueuePosition,
+    RingFormat, Segment,
+};
+use ringwork_spec::ring::notify::NotificationData;
+use ringwork_spec::ring::packed as p;
+use ringwork_spec::ring::split as s;
+
+const DATA: u64 = 0x8_0000;
+
+fn feats(event_idx: bool) -> QueueFeatures {
+    QueueFeatures {
+        event_idx,
+        ..Default::default()
+    }
+}
+
+fn pair<'m>(
+    mem: &'m TestMemory,
+    format: RingFormat,
+    size: u16,
+    f: QueueFeatures,
+) -> (DriverQueue<&'m TestMemory, u32>, DeviceQueue) {
+    let drv = DriverQueue::new(mem, DriverQueueConfig::new(format, size, f)).unwrap();
+    let dev = DeviceQueue::new(format, size, drv.addresses(), f).unwrap();
+    (drv, dev)
+}
+
+/// Adds one 1-segment writable buffer; the device pops and completes it.
+fn one_round(mem: &TestMemory, drv: &mut DriverQueue<&TestMemory, u32>, dev: &mut DeviceQueue, t: u32) {
+    drv.add(&[], &[Segment::new(DATA + u64::from(t % 64) * 64, 64)], t)
+        .unwrap();
+    let c = dev.pop(mem).unwrap().expect("available");
+    dev.add_used(mem, c.token(), 0).unwrap();
+}
+
+/// VIRTIO 1.4 §2.7 / §2.8 driver normative "Virtqueues": each part is
+/// aligned (split 16/2/4, packed 16/4/4), for power-of-two and other sizes.
+#[test]
+fn driver_ring_parts_are_aligned() {
+    let mem = TestMemory::new(0x1_0000, 4 << 20);
+    for size in [1u16, 2, 256, 4096] {
+        let q = DriverQueue::<_, ()>::new(&mem, DriverQueueConfig::new(RingFormat::Split, size, feats(true))).unwrap();
+        let a = q.addresses();
+        assert_eq!((a.desc % 16, a.driver % 2, a.device % 4), (0, 0, 0), "split {size}");
+    }
+    for size in [1u16, 3, 100, 257] {
+        let q = DriverQueue::<_, ()>::new(&mem, DriverQueueConfig::new(RingFormat::Packed, size, feats(true))).unwrap();
+        let a = q.addresses();
+        assert_eq!((a.desc % 16, a.driver % 4, a.device % 4), (0, 0, 0), "packed {size}");
+    }
+}
+
+/// VIRTIO 1.4 §2.7 legacy layout (§2.7.2): a queue laid out with Queue
+/// Align puts the used ring on the next Queue Align boundary.
+#[test]
+fn legacy_layout_is_contiguous() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let mut cfg = DriverQueueConfig::new(RingFormat::Split, 256, feats(false));
+    cfg.legacy_align = Some(4096);
+    let q = DriverQueue::<_, ()>::new(&mem, cfg).unwrap();
+    let a = q.addresses();
+    assert_eq!(a.driver - a.desc, 4096);
+    assert_eq!(a.device - a.desc, 8192);
+}
+
+/// VIRTIO 1.4 §2.7.7.2 device normative, without EVENT_IDX: notify when
+/// `flags` is 0, not when 1, and ignore `used_event`.
+#[test]
+fn split_device_follows_no_interrupt_flag() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let (mut drv, mut dev) = pair(&mem, RingFormat::Split, 8, feats(false));
+    let avail = drv.addresses().driver;
+    // used_event says "far away": must be ignored.
+    mem.slice(avail + s::used_event_offset(8) as u64, 2).unwrap().write_u16(0, 100).unwrap();
+    one_round(&mem, &mut drv, &mut dev, 0);
+    assert!(dev.needs_notification(&mem).unwrap(), "flags 0: MUST notify");
+    drv.disable_callbacks();
+    assert_eq!(mem.slice(avail, 2).unwrap().read_u16(0).unwrap(), s::VIRTQ_AVAIL_F_NO_INTERRUPT);
+    one_round(&mem, &mut drv, &mut dev, 1);
+    assert!(!dev.needs_notification(&mem).unwrap(), "flags 1: no notification");
+    drv.enable_callbacks();
+    one_round(&mem, &mut drv, &mut dev, 2);
+    assert!(dev.needs_notification(&mem).unwrap());
+}
+
+/// VIRTIO 1.4 §2.7.7.2 device normative, with EVENT_IDX: ignore the low bit
+/// of `flags`; notify when the entry placed at `used_event` was written.
+/// Driver normative §2.7.7.1: with EVENT_IDX the driver keeps `flags` 0.
+#[test]
+fn split_device_follows_used_event() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let (mut drv, mut dev) = pair(&mem, RingFormat::Split, 8, feats(true));
+    let avail = drv.addresses().driver;
+    let used_event = mem.slice(avail + s::used_event_offset(8) as u64, 2).unwrap();
+    one_round(&mem, &mut drv, &mut dev, 0);
+    let _ = dev.needs_notification(&mem).unwrap(); // first call: always
+    drv.disable_callbacks();
+    assert_eq!(mem.slice(avail, 2).unwrap().read_u16(0).unwrap(), 0, "flags stay 0");
+    // A set low bit in flags must be ignored; used_event 1 = next entry.
+    mem.slice(avail, 2).unwrap().write_u16(0, 1).unwrap();
+    used_event.write_u16(0, 1).unwrap();
+    one_round(&mem, &mut drv, &mut dev, 1);
+    assert!(dev.needs_notification(&mem).unwrap(), "idx was used_event");
+    used_event.write_u16(0, 5).unwrap();
+    one_round(&mem, &mut drv, &mut dev, 2);
+    assert!(!dev.needs_notification(&mem).unwrap(), "not there yet");
+    for t in 3..5 {
+        one_round(&mem, &mut drv, &mut dev, t);
+    }
+    assert!(!dev.needs_notification(&mem).unwrap());
+    one_round(&mem, &mut drv, &mut dev, 5);
+    assert!(dev.needs_notification(&mem).unwrap(), "entry 5 written");
+}
+
+/// VIRTIO 1.4 §2.7.10 driver normative: without EVENT_IDX notify unless
+/// VIRTQ_USED_F_NO_NOTIFY, ignoring `avail_event`; with EVENT_IDX ignore the
+/// flag and follow `avail_event`, wrap-safely.
+#[test]
+fn split_driver_kick_follows_device_suppression() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let (mut drv, mut dev) = pair(&mem, RingFormat::Split, 8, feats(false));
+    let used = drv.addresses().device;
+    let add = |drv: &mut DriverQueue<&TestMemory, u32>, t| {
+        drv.add(&[Segment::new(DATA, 8)], &[], t).unwrap();
+    };
+    mem.slice(used + s::avail_event_offset(8) as u64, 2).unwrap().write_u16(0, 1000).unwrap();
+    add(&mut drv, 0);
+    assert!(drv.kick_prepare().unwrap(), "flags 0: notify (avail_event ignored)");
+    dev.disable_notification(&mem).unwrap();
+    assert_eq!(mem.slice(used, 2).unwrap().read_u16(0).unwrap(), s::VIRTQ_USED_F_NO_NOTIFY);
+    add(&mut drv, 1);
+    assert!(!drv.kick_prepare().unwrap(), "NO_NOTIFY set");
+    assert!(dev.enable_notification(&mem).unwrap(), "buffers arrived meanwhile");
+    add(&mut drv, 2);
+    assert!(drv.kick_prepare().unwrap());
+
+    // EVENT_IDX: the device's avail_event decides; the flag is ignored.
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let (mut drv, mut dev) = pair(&mem, RingFormat::Split, 8, feats(true));
+    let used = drv.addresses().device;
+    let avail_event = mem.slice(used + s::avail_event_offset(8) as u64, 2).unwrap();
+    mem.slice(used, 2).unwrap().write_u16(0, 1).unwrap();
+    add(&mut drv, 0);
+    assert!(drv.kick_prepare().unwrap(), "avail_event 0 reached");
+    avail_event.write_u16(0, 3).unwrap();
+    add(&mut drv, 1);
+    assert!(!drv.kick_prepare().unwrap(), "entry 1 < avail_event 3");
+    add(&mut drv, 2);
+    add(&mut drv, 3);
+    assert!(drv.kick_prepare().unwrap(), "entries 2..4 passed 3");
+    // The device writes avail_event = next avail when it enables.
+    while let Some(c) = dev.pop(&mem).unwrap() {
+        dev.add_used(&mem, c.token(), 0).unwrap();
+    }
+    assert!(!dev.enable_notification(&mem).unwrap());
+    assert_eq!(avail_event.read_u16(0).unwrap(), 4);
+}
+
+/// VIRTIO 1.4 §2.8.21 (packed event suppression), both directions:
+/// ENABLE / DISABLE / DESC in the driver and device areas.
+#[test]
+fn packed_event_suppression_both_ways() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let (mut drv, mut dev) = pair(&mem, RingFormat::Packed, 5, feats(true));
+    let a = drv.addresses();
+    let drv_evt = mem.slice(a.driver, 4).unwrap();
+    let dev_evt = mem.slice(a.device, 4).unwrap();
+    one_round(&mem, &mut drv, &mut dev, 0);
+    assert!(dev.needs_notification(&mem).unwrap(), "ENABLE (initial 0)");
+    drv.disable_callbacks();
+    assert_eq!(drv_evt.read_u16(2).unwrap(), p::RING_EVENT_FLAGS_DISABLE);
+    one_round(&mem, &mut drv, &mut dev, 1);
+    assert!(!dev.needs_notification(&mem).unwrap(), "DISABLE");
+    // DESC: ask for the descriptor at offset 3 (wrap 1).
+    drv_evt.write_u16(0, p::event_desc(3, true)).unwrap();
+    drv_evt.write_u16(2, p::RING_EVENT_FLAGS_DESC).unwrap();
+    one_round(&mem, &mut drv, &mut dev, 2);
+    assert!(!dev.needs_notification(&mem).unwrap(), "offset 2 used, not 3");
+    one_round(&mem, &mut drv, &mut dev, 3);
+    assert!(dev.needs_notification(&mem).unwrap(), "offset 3 used");
+    assert!(drv.pop_used().unwrap().is_some());
+    while drv.pop_used().unwrap().is_some() {}
+    // Driver side: the device's area decides kicks.
+    dev.disable_notification(&mem).unwrap();
+    assert_eq!(dev_evt.read_u16(2).unwrap(), p::RING_EVENT_FLAGS_DISABLE);
+    drv.add(&[Segment::new(DATA, 8)], &[], 9).unwrap();
+    assert!(!drv.kick_prepare().unwrap(), "device disabled notifications");
+    assert!(dev.enable_notification(&mem).unwrap(), "one arrived meanwhile");
+    assert_eq!(dev_evt.read_u16(2).unwrap(), p::RING_EVENT_FLAGS_DESC);
+    assert_eq!(p::split_event_desc(dev_evt.read_u16(0).unwrap()), (4, true));
+    // The device polls the one that arrived, then re-enables: the event
+    // moves across the wrap to offset 0 with wrap counter 0.
+    let c = dev.pop(&mem).unwrap().unwrap();
+    dev.add_used(&mem, c.token(), 0).unwrap();
+    assert!(!dev.enable_notification(&mem).unwrap());
+    assert_eq!(p::split_event_desc(dev_evt.read_u16(0).unwrap()), (0, false));
+    drv.add(&[Segment::new(DATA, 8)], &[], 10).unwrap();
+    assert!(drv.kick_prepare().unwrap(), "offset 0 (wrap 0) made available");
+    drv.add(&[Segment::new(DATA, 8)], &[], 11).unwrap();
+    assert!(!drv.kick_prepare().unwrap(), "offset 1: event already passed");
+}
+
+/// VIRTIO 1.4 §2.6.1.1 (Virtqueue Reset) device normative: after a reset the
+/// device executes nothing from the old queue state and starts from the
+/// default state; §2.6.1.2 re-enable observes the new configuration.
+#[test]
+fn queue_reset_and_reenable() {
+    let mem = TestMemory::new(0x1_0000, 2 << 20);
+    for format in [RingFormat::Split, RingFormat::Packed] {
+        let f = QueueFeatures {
+            event_idx: true,
+            ring_reset: true,
+            ..Default::default()
+        };
+        let (mut drv, mut dev) = pair(&mem, format, 16, f);
+        for t in 0..5 {
+            drv.add(&[Segment::new(DATA, 8)], &[], t).unwrap();
+        }
+        let c = dev.pop(&mem).unwrap().unwrap();
+        dev.add_used(&mem, c.token(), 0).unwrap();
+        let _ = dev.pop(&mem).unwrap().unwrap();
+        // Reset both sides: nothing is lost, nothing old is executed.
+        dev.reset();
+        assert_eq!(dev.position(), QueuePosition::default());
+        assert_eq!(dev.in_flight(), 0);
+        let mut back = drv.reset();
+        back.sort();
+        assert_eq!(back, vec![0, 1, 2, 3, 4], "every token returned");
+        assert!(dev.pop(&mem).unwrap().is_none(), "old buffers not executed");
+        // Re-enable with a different size: a new queue on the same memory.
+        let (mut drv, mut dev) = pair(&mem, format, 8, f);
+        for t in 0..20 {
+            one_round(&mem, &mut drv, &mut dev, t);
+            assert_eq!(drv.pop_used().unwrap().unwrap().token, t);
+        }
+    }
+}
+
+/// Save/restore of the device position (live reconfiguration, backend
+/// restart): a second device continues where the first stopped, including
+/// across the vhost-user ring-base encoding.
+#[test]
+fn position_save_restore_continues_the_queue() {
+    let mem = TestMemory::new(0x1_0000, 2 << 20);
+    for format in [RingFormat::Split, RingFormat::Packed] {
+        let (mut drv, mut dev) = pair(&mem, format, 7u16.next_power_of_two(), feats(true));
+        let mut next = 0;
+        for _ in 0..30 {
+            one_round(&mem, &mut drv, &mut dev, next);
+            next += 1;
+            assert!(drv.pop_used().unwrap().is_some());
+        }
+        let pos = dev.position();
+        let base = pos.to_vhost_user_base(format);
+        let restored = QueuePosition::from_vhost_user_base(format, base);
+        let mut dev2 = DeviceQueue::new(format, dev.size(), dev.addresses(), dev.features()).unwrap();
+        dev2.set_position(restored).unwrap();
+        for _ in 0..30 {
+            one_round(&mem, &mut drv, &mut dev2, next);
+            assert_eq!(drv.pop_used().unwrap().unwrap().token, next);
+            next += 1;
+        }
+    }
+}
+
+/// VIRTIO 1.4 §2.9 notification data: the driver's value names the next
+/// available position (split: the avail idx; packed: offset + wrap).
+#[test]
+fn notification_data_names_next_position() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let mut f = feats(false);
+    f.notification_data = true;
+    let mut cfg = DriverQueueConfig::new(RingFormat::Split, 4, f);
+    cfg.index = 3;
+    let mut drv = DriverQueue::<_, u32>::new(&mem, cfg).unwrap();
+    drv.add(&[Segment::new(DATA, 8)], &[], 0).unwrap();
+    let d = NotificationData::from_u32(drv.notification_data());
+    assert_eq!((d.vq, d.split_avail_idx()), (3, 1));
+    let mut cfg = DriverQueueConfig::new(RingFormat::Packed, 3, f);
+    cfg.index = 1;
+    let mut drv = DriverQueue::<_, u32>::new(&mem, cfg).unwrap();
+    for t in 0..3 {
+        drv.add(&[Segment::new(DATA, 8)], &[], t).unwrap();
+    }
+    let d = NotificationData::from_u32(drv.notification_data());
+    assert_eq!((d.vq, d.next_off, d.next_wrap), (1, 0, false), "wrapped");
+}
