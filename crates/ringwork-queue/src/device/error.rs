@@ -125,6 +125,16 @@ pub enum DeviceQueueError {
         /// Queue size.
         size: u16,
     },
+    /// The driver made more buffers available than the queue can hold
+    /// while the device still holds earlier ones (VIRTIO 1.4 §2.7: at most
+    /// Queue Size buffers are queued at any time).
+    #[error("{in_flight} ring entries in flight exceed the queue size {size}")]
+    TooManyInFlight {
+        /// Entries (split: buffers; packed: descriptors) popped and not used.
+        in_flight: u32,
+        /// Queue size.
+        size: u16,
+    },
     /// A malformed descriptor chain.
     #[error("malformed descriptor chain: {0}")]
     Chain(#[from] ChainError),

@@ -347,7 +347,15 @@ impl DeviceQueue {
         };
         match r {
             Ok(true) => {
-                self.in_flight += u32::from(chain.token().ring_slots);
+                let in_flight = self.in_flight + u32::from(chain.token().ring_slots);
+                if in_flight > u32::from(self.core.size) {
+                    self.broken = true;
+                    return Err(DeviceQueueError::TooManyInFlight {
+                        in_flight,
+                        size: self.core.size,
+                    });
+                }
+                self.in_flight = in_flight;
                 Ok(true)
             }
             Ok(false) => Ok(false),
