@@ -95,13 +95,13 @@ impl MmapRegion {
         if offset % page != 0 || offset.checked_add(len).is_none_or(|e| e > self.len) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad range"));
         }
+        let addr = self.ptr.wrapping_add(offset).cast::<libc::c_void>();
         // SAFETY: the range is inside our own mapping (checked above);
-        // MADV_DONTNEED does not invalidate the mapping itself.
-        let r = unsafe { libc::madvise(self.ptr.add(offset).cast(), len, libc::MADV_REMOVE) };
-        // SAFETY: as above.
-        if r != 0
-            && unsafe { libc::madvise(self.ptr.add(offset).cast(), len, libc::MADV_DONTNEED) } != 0
-        {
+        // MADV_REMOVE frees its backing pages without invalidating the
+        // mapping, which stays ours until drop.
+        let removed = unsafe { libc::madvise(addr, len, libc::MADV_REMOVE) } == 0;
+        // SAFETY: as above; MADV_DONTNEED likewise keeps the mapping valid.
+        if !removed && unsafe { libc::madvise(addr, len, libc::MADV_DONTNEED) } != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())

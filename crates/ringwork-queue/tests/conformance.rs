@@ -21,19 +21,24 @@ fn feats(event_idx: bool) -> QueueFeatures {
     }
 }
 
-fn pair<'m>(
-    mem: &'m TestMemory,
+fn pair(
+    mem: &TestMemory,
     format: RingFormat,
     size: u16,
     f: QueueFeatures,
-) -> (DriverQueue<&'m TestMemory, u32>, DeviceQueue) {
+) -> (DriverQueue<&TestMemory, u32>, DeviceQueue) {
     let drv = DriverQueue::new(mem, DriverQueueConfig::new(format, size, f)).unwrap();
     let dev = DeviceQueue::new(format, size, drv.addresses(), f).unwrap();
     (drv, dev)
 }
 
 /// Adds one 1-segment writable buffer; the device pops and completes it.
-fn one_round(mem: &TestMemory, drv: &mut DriverQueue<&TestMemory, u32>, dev: &mut DeviceQueue, t: u32) {
+fn one_round(
+    mem: &TestMemory,
+    drv: &mut DriverQueue<&TestMemory, u32>,
+    dev: &mut DeviceQueue,
+    t: u32,
+) {
     drv.add(&[], &[Segment::new(DATA + u64::from(t % 64) * 64, 64)], t)
         .unwrap();
     let c = dev.pop(mem).unwrap().expect("available");
@@ -46,14 +51,30 @@ fn one_round(mem: &TestMemory, drv: &mut DriverQueue<&TestMemory, u32>, dev: &mu
 fn driver_ring_parts_are_aligned() {
     let mem = TestMemory::new(0x1_0000, 4 << 20);
     for size in [1u16, 2, 256, 4096] {
-        let q = DriverQueue::<_, ()>::new(&mem, DriverQueueConfig::new(RingFormat::Split, size, feats(true))).unwrap();
+        let q = DriverQueue::<_, ()>::new(
+            &mem,
+            DriverQueueConfig::new(RingFormat::Split, size, feats(true)),
+        )
+        .unwrap();
         let a = q.addresses();
-        assert_eq!((a.desc % 16, a.driver % 2, a.device % 4), (0, 0, 0), "split {size}");
+        assert_eq!(
+            (a.desc % 16, a.driver % 2, a.device % 4),
+            (0, 0, 0),
+            "split {size}"
+        );
     }
     for size in [1u16, 3, 100, 257] {
-        let q = DriverQueue::<_, ()>::new(&mem, DriverQueueConfig::new(RingFormat::Packed, size, feats(true))).unwrap();
+        let q = DriverQueue::<_, ()>::new(
+            &mem,
+            DriverQueueConfig::new(RingFormat::Packed, size, feats(true)),
+        )
+        .unwrap();
         let a = q.addresses();
-        assert_eq!((a.desc % 16, a.driver % 4, a.device % 4), (0, 0, 0), "packed {size}");
+        assert_eq!(
+            (a.desc % 16, a.driver % 4, a.device % 4),
+            (0, 0, 0),
+            "packed {size}"
+        );
     }
 }
 
@@ -78,13 +99,25 @@ fn split_device_follows_no_interrupt_flag() {
     let (mut drv, mut dev) = pair(&mem, RingFormat::Split, 8, feats(false));
     let avail = drv.addresses().driver;
     // used_event says "far away": must be ignored.
-    mem.slice(avail + s::used_event_offset(8) as u64, 2).unwrap().write_u16(0, 100).unwrap();
+    mem.slice(avail + s::used_event_offset(8) as u64, 2)
+        .unwrap()
+        .write_u16(0, 100)
+        .unwrap();
     one_round(&mem, &mut drv, &mut dev, 0);
-    assert!(dev.needs_notification(&mem).unwrap(), "flags 0: MUST notify");
+    assert!(
+        dev.needs_notification(&mem).unwrap(),
+        "flags 0: MUST notify"
+    );
     drv.disable_callbacks();
-    assert_eq!(mem.slice(avail, 2).unwrap().read_u16(0).unwrap(), s::VIRTQ_AVAIL_F_NO_INTERRUPT);
+    assert_eq!(
+        mem.slice(avail, 2).unwrap().read_u16(0).unwrap(),
+        s::VIRTQ_AVAIL_F_NO_INTERRUPT
+    );
     one_round(&mem, &mut drv, &mut dev, 1);
-    assert!(!dev.needs_notification(&mem).unwrap(), "flags 1: no notification");
+    assert!(
+        !dev.needs_notification(&mem).unwrap(),
+        "flags 1: no notification"
+    );
     drv.enable_callbacks();
     one_round(&mem, &mut drv, &mut dev, 2);
     assert!(dev.needs_notification(&mem).unwrap());
@@ -98,11 +131,17 @@ fn split_device_follows_used_event() {
     let mem = TestMemory::new(0x1_0000, 1 << 20);
     let (mut drv, mut dev) = pair(&mem, RingFormat::Split, 8, feats(true));
     let avail = drv.addresses().driver;
-    let used_event = mem.slice(avail + s::used_event_offset(8) as u64, 2).unwrap();
+    let used_event = mem
+        .slice(avail + s::used_event_offset(8) as u64, 2)
+        .unwrap();
     one_round(&mem, &mut drv, &mut dev, 0);
     let _ = dev.needs_notification(&mem).unwrap(); // first call: always
     drv.disable_callbacks();
-    assert_eq!(mem.slice(avail, 2).unwrap().read_u16(0).unwrap(), 0, "flags stay 0");
+    assert_eq!(
+        mem.slice(avail, 2).unwrap().read_u16(0).unwrap(),
+        0,
+        "flags stay 0"
+    );
     // A set low bit in flags must be ignored; used_event 1 = next entry.
     mem.slice(avail, 2).unwrap().write_u16(0, 1).unwrap();
     used_event.write_u16(0, 1).unwrap();
@@ -130,14 +169,26 @@ fn split_driver_kick_follows_device_suppression() {
     let add = |drv: &mut DriverQueue<&TestMemory, u32>, t| {
         drv.add(&[Segment::new(DATA, 8)], &[], t).unwrap();
     };
-    mem.slice(used + s::avail_event_offset(8) as u64, 2).unwrap().write_u16(0, 1000).unwrap();
+    mem.slice(used + s::avail_event_offset(8) as u64, 2)
+        .unwrap()
+        .write_u16(0, 1000)
+        .unwrap();
     add(&mut drv, 0);
-    assert!(drv.kick_prepare().unwrap(), "flags 0: notify (avail_event ignored)");
+    assert!(
+        drv.kick_prepare().unwrap(),
+        "flags 0: notify (avail_event ignored)"
+    );
     dev.disable_notification(&mem).unwrap();
-    assert_eq!(mem.slice(used, 2).unwrap().read_u16(0).unwrap(), s::VIRTQ_USED_F_NO_NOTIFY);
+    assert_eq!(
+        mem.slice(used, 2).unwrap().read_u16(0).unwrap(),
+        s::VIRTQ_USED_F_NO_NOTIFY
+    );
     add(&mut drv, 1);
     assert!(!drv.kick_prepare().unwrap(), "NO_NOTIFY set");
-    assert!(dev.enable_notification(&mem).unwrap(), "buffers arrived meanwhile");
+    assert!(
+        dev.enable_notification(&mem).unwrap(),
+        "buffers arrived meanwhile"
+    );
     add(&mut drv, 2);
     assert!(drv.kick_prepare().unwrap());
 
@@ -145,7 +196,9 @@ fn split_driver_kick_follows_device_suppression() {
     let mem = TestMemory::new(0x1_0000, 1 << 20);
     let (mut drv, mut dev) = pair(&mem, RingFormat::Split, 8, feats(true));
     let used = drv.addresses().device;
-    let avail_event = mem.slice(used + s::avail_event_offset(8) as u64, 2).unwrap();
+    let avail_event = mem
+        .slice(used + s::avail_event_offset(8) as u64, 2)
+        .unwrap();
     mem.slice(used, 2).unwrap().write_u16(0, 1).unwrap();
     add(&mut drv, 0);
     assert!(drv.kick_prepare().unwrap(), "avail_event 0 reached");
@@ -182,7 +235,10 @@ fn packed_event_suppression_both_ways() {
     drv_evt.write_u16(0, p::event_desc(3, true)).unwrap();
     drv_evt.write_u16(2, p::RING_EVENT_FLAGS_DESC).unwrap();
     one_round(&mem, &mut drv, &mut dev, 2);
-    assert!(!dev.needs_notification(&mem).unwrap(), "offset 2 used, not 3");
+    assert!(
+        !dev.needs_notification(&mem).unwrap(),
+        "offset 2 used, not 3"
+    );
     one_round(&mem, &mut drv, &mut dev, 3);
     assert!(dev.needs_notification(&mem).unwrap(), "offset 3 used");
     assert!(drv.pop_used().unwrap().is_some());
@@ -191,8 +247,14 @@ fn packed_event_suppression_both_ways() {
     dev.disable_notification(&mem).unwrap();
     assert_eq!(dev_evt.read_u16(2).unwrap(), p::RING_EVENT_FLAGS_DISABLE);
     drv.add(&[Segment::new(DATA, 8)], &[], 9).unwrap();
-    assert!(!drv.kick_prepare().unwrap(), "device disabled notifications");
-    assert!(dev.enable_notification(&mem).unwrap(), "one arrived meanwhile");
+    assert!(
+        !drv.kick_prepare().unwrap(),
+        "device disabled notifications"
+    );
+    assert!(
+        dev.enable_notification(&mem).unwrap(),
+        "one arrived meanwhile"
+    );
     assert_eq!(dev_evt.read_u16(2).unwrap(), p::RING_EVENT_FLAGS_DESC);
     assert_eq!(p::split_event_desc(dev_evt.read_u16(0).unwrap()), (4, true));
     // The device polls the one that arrived, then re-enables: the event
@@ -200,11 +262,20 @@ fn packed_event_suppression_both_ways() {
     let c = dev.pop(&mem).unwrap().unwrap();
     dev.add_used(&mem, c.token(), 0).unwrap();
     assert!(!dev.enable_notification(&mem).unwrap());
-    assert_eq!(p::split_event_desc(dev_evt.read_u16(0).unwrap()), (0, false));
+    assert_eq!(
+        p::split_event_desc(dev_evt.read_u16(0).unwrap()),
+        (0, false)
+    );
     drv.add(&[Segment::new(DATA, 8)], &[], 10).unwrap();
-    assert!(drv.kick_prepare().unwrap(), "offset 0 (wrap 0) made available");
+    assert!(
+        drv.kick_prepare().unwrap(),
+        "offset 0 (wrap 0) made available"
+    );
     drv.add(&[Segment::new(DATA, 8)], &[], 11).unwrap();
-    assert!(!drv.kick_prepare().unwrap(), "offset 1: event already passed");
+    assert!(
+        !drv.kick_prepare().unwrap(),
+        "offset 1: event already passed"
+    );
 }
 
 /// VIRTIO 1.4 §2.6.1.1 (Virtqueue Reset) device normative: after a reset the
@@ -260,7 +331,8 @@ fn position_save_restore_continues_the_queue() {
         let pos = dev.position();
         let base = pos.to_vhost_user_base(format);
         let restored = QueuePosition::from_vhost_user_base(format, base);
-        let mut dev2 = DeviceQueue::new(format, dev.size(), dev.addresses(), dev.features()).unwrap();
+        let mut dev2 =
+            DeviceQueue::new(format, dev.size(), dev.addresses(), dev.features()).unwrap();
         dev2.set_position(restored).unwrap();
         for _ in 0..30 {
             one_round(&mem, &mut drv, &mut dev2, next);
@@ -291,4 +363,142 @@ fn notification_data_names_next_position() {
     }
     let d = NotificationData::from_u32(drv.notification_data());
     assert_eq!((d.vq, d.next_off, d.next_wrap), (1, 0, false), "wrapped");
+}
+
+/// VIRTIO 1.4 §2.7.5.1 device normative: the device never writes a
+/// descriptor table entry or a device-readable buffer (checked by
+/// snapshotting both around a full round trip, direct and indirect).
+#[test]
+fn split_device_never_writes_descriptors_or_readable_buffers() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let f = QueueFeatures {
+        indirect_desc: true,
+        ..Default::default()
+    };
+    let (mut drv, mut dev) = pair(&mem, RingFormat::Split, 8, f);
+    let table = mem.slice(drv.addresses().desc, 16 * 8).unwrap();
+    let out = mem.slice(DATA, 64).unwrap();
+    out.fill(0, 64, 0x3c).unwrap();
+    let snapshot = |w: &ringwork_queue::MemSlice<'_>| {
+        let mut v = vec![0u8; w.len()];
+        w.read_bytes(0, &mut v).unwrap();
+        v
+    };
+    for segs in [1usize, 3] {
+        let outs: Vec<Segment> = (0..segs)
+            .map(|i| Segment::new(DATA + i as u64 * 16, 16))
+            .collect();
+        drv.add(&outs, &[Segment::new(DATA + 0x100, 32)], segs as u32)
+            .unwrap();
+        let (t0, d0) = (snapshot(&table), snapshot(&out));
+        let c = dev.pop(&mem).unwrap().unwrap();
+        let mut w = c.writer(&mem);
+        w.write(&[0xff; 32]).unwrap();
+        dev.add_used(&mem, c.token(), 32).unwrap();
+        assert_eq!(snapshot(&table), t0, "descriptor table untouched");
+        assert_eq!(snapshot(&out), d0, "readable buffers untouched");
+        assert_eq!(drv.pop_used().unwrap().unwrap().len, 32);
+    }
+}
+
+/// VIRTIO 1.4 §2.7.5.2 driver normative: with IN_ORDER, a descriptor at
+/// offset x with NEXT links to x + 1, and the last one in the table to 0;
+/// heads follow ring order.
+#[test]
+fn split_in_order_driver_links_descriptors_sequentially() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let f = QueueFeatures {
+        in_order: true,
+        ..Default::default()
+    };
+    let (mut drv, mut dev) = pair(&mem, RingFormat::Split, 4, f);
+    let table = mem.slice(drv.addresses().desc, 16 * 4).unwrap();
+    // 3 + 3 descriptors: the second chain wraps 3 -> 0 -> 1.
+    let three = [
+        Segment::new(DATA, 8),
+        Segment::new(DATA + 8, 8),
+        Segment::new(DATA + 16, 8),
+    ];
+    assert_eq!(drv.add(&three, &[], 0).unwrap(), 0);
+    let c = dev.pop(&mem).unwrap().unwrap();
+    dev.add_used(&mem, c.token(), 0).unwrap();
+    assert_eq!(drv.pop_used().unwrap().unwrap().token, 0);
+    assert_eq!(
+        drv.add(&three, &[], 1).unwrap(),
+        3,
+        "next head in ring order"
+    );
+    let next = |i: usize| table.read_u16(i * 16 + 14).unwrap();
+    let flags = |i: usize| table.read_u16(i * 16 + 12).unwrap();
+    assert_eq!((next(3), next(0)), (0, 1), "x -> x + 1, last -> 0");
+    assert_eq!(flags(1) & 1, 0, "chain ends at descriptor 1");
+    let c = dev.pop(&mem).unwrap().unwrap();
+    assert_eq!(c.segments().len(), 3);
+}
+
+/// VIRTIO 1.4 §2.7.5.2 / §2.7.5.3.1 / §2.8.18 driver normative: no chain
+/// longer than 2^32 bytes or than the queue size; the token comes back.
+#[test]
+fn driver_refuses_oversized_chains() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    for format in [RingFormat::Split, RingFormat::Packed] {
+        let (mut drv, _dev) = pair(&mem, format, 4, feats(false));
+        let big = [Segment::new(DATA, u32::MAX), Segment::new(DATA, 1)];
+        let r = drv.add(&big, &[], 7).unwrap_err();
+        assert_eq!((r.error, r.token), (ringwork_queue::AddError::TooLarge, 7));
+        let five = [Segment::new(DATA, 1); 5];
+        let r = drv.add(&five, &[], 8).unwrap_err();
+        assert_eq!(
+            r.error,
+            ringwork_queue::AddError::TooManySegments {
+                segments: 5,
+                size: 4
+            }
+        );
+        assert_eq!(drv.outstanding(), 0);
+        assert_eq!(drv.num_free(), 4);
+    }
+}
+
+/// VIRTIO 1.4 §2.7.5.3.1 driver normative: with IN_ORDER, indirect
+/// descriptors appear sequentially (`next` = index + 1).
+#[test]
+fn split_in_order_indirect_table_is_sequential() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let f = QueueFeatures {
+        in_order: true,
+        indirect_desc: true,
+        ..Default::default()
+    };
+    let (mut drv, mut dev) = pair(&mem, RingFormat::Split, 4, f);
+    let segs = [Segment::new(DATA, 8); 5];
+    let head = drv.add(&segs, &[], 0).unwrap();
+    let table = mem.slice(drv.addresses().desc, 64).unwrap();
+    let off = usize::from(head) * 16;
+    assert_eq!(
+        table.read_u16(off + 12).unwrap(),
+        4,
+        "VIRTQ_DESC_F_INDIRECT"
+    );
+    let taddr = table.read_u64(off).unwrap();
+    let itable = mem.slice(taddr, 5 * 16).unwrap();
+    for i in 0..4 {
+        assert_eq!(itable.read_u16(i * 16 + 14).unwrap(), i as u16 + 1);
+        assert_eq!(itable.read_u16(i * 16 + 12).unwrap(), 1, "NEXT only");
+    }
+    assert_eq!(itable.read_u16(4 * 16 + 12).unwrap(), 0, "last: no NEXT");
+    assert_eq!(dev.pop(&mem).unwrap().unwrap().segments().len(), 5);
+}
+
+/// VIRTIO 1.4 §2.7.10.2 device normative: with EVENT_IDX the device keeps
+/// the used ring `flags` at 0 (it suppresses through `avail_event`).
+#[test]
+fn split_device_keeps_used_flags_zero_with_event_idx() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let (drv, mut dev) = pair(&mem, RingFormat::Split, 8, feats(true));
+    let used = mem.slice(drv.addresses().device, 4).unwrap();
+    dev.disable_notification(&mem).unwrap();
+    assert_eq!(used.read_u16(0).unwrap(), 0);
+    assert!(!dev.enable_notification(&mem).unwrap());
+    assert_eq!(used.read_u16(0).unwrap(), 0);
 }
