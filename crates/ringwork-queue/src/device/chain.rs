@@ -38,7 +38,12 @@ impl UsedToken {
     }
 }
 
-/// A validated descriptor chain (see the [module docs](self)).
+/// A validated descriptor chain: a private copy made in one pass over the
+/// ring, each descriptor read once and checked (inside shared memory, no
+/// overflow, readable before writable), so later changes the driver makes to
+/// the ring cannot affect it. Up to [`INLINE_SEGMENTS`] segments live inline;
+/// longer chains spill into a heap buffer that
+/// [`DeviceQueue::pop_into`](super::DeviceQueue::pop_into) reuses.
 #[derive(Clone)]
 pub struct DescChain {
     token: UsedToken,
