@@ -251,7 +251,7 @@ impl DeviceQueue {
         self.in_flight
     }
 
-    /// Resets the queue to its initial state (VIRTIO 1.4 §2.6.1, "Virtqueue
+    /// Resets the queue to its initial state (VIRTIO 1.4 §2.6.1.1, "Virtqueue
     /// Reset"): positions back to zero, wrap counters to 1, notifications
     /// enabled, not broken. The configuration is kept.
     pub fn reset(&mut self) {
@@ -367,7 +367,7 @@ impl DeviceQueue {
     }
 
     /// Completes a chain: `len` bytes were written into its writable part
-    /// (VIRTIO 1.4 §2.7.8 / §2.8.10).
+    /// (VIRTIO 1.4 §2.7.8 / §2.8.4).
     pub fn add_used<M: GuestMemory + ?Sized>(
         &mut self,
         mem: &M,
@@ -384,7 +384,7 @@ impl DeviceQueue {
     /// must be in the order the chains were popped, and only one used entry
     /// is written for the whole batch (the last chain's id and `len`; the
     /// driver treats the others as fully written), as VIRTIO 1.4 §2.7.9 and
-    /// §2.8.11 allow.
+    /// §2.8.8 allow.
     pub fn add_used_batch<M: GuestMemory + ?Sized>(
         &mut self,
         mem: &M,
@@ -421,7 +421,7 @@ impl DeviceQueue {
     }
 
     /// Whether the driver wants a used buffer notification now, given what
-    /// was added since the last call (VIRTIO 1.4 §2.7.7 / §2.8.21:
+    /// was added since the last call (VIRTIO 1.4 §2.7.7 / §2.8.10:
     /// VIRTQ_AVAIL_F_NO_INTERRUPT, `used_event`, or the driver event
     /// suppression structure). Issues the full memory barrier the spec asks
     /// for between publishing used entries and reading the driver's choice.

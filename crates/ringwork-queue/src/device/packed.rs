@@ -69,7 +69,7 @@ pub(super) fn pop<M: GuestMemory + ?Sized>(
             if !q.features.indirect_desc {
                 return Err(ChainError::IndirectNotNegotiated.into());
             }
-            // VIRTIO 1.4 §2.8.15: an indirect descriptor stands alone.
+            // VIRTIO 1.4 §2.8.19: an indirect descriptor stands alone.
             if n > 1 || flags & VIRTQ_DESC_F_NEXT != 0 {
                 return Err(ChainError::IndirectChained.into());
             }
@@ -146,7 +146,7 @@ pub(super) fn add_used<M: GuestMemory + ?Sized>(
     let (mut pos, mut wrap) = (st.used_pos, st.used_wrap);
     match batch {
         [.., (last, len)] if in_order && batch.len() > 1 => {
-            // One used descriptor for the batch (§2.8.11).
+            // One used descriptor for the batch (§2.8.8).
             write(pos, last.id, *len)?;
             ring.store_u16_release(usize::from(pos) * DESC_SIZE + 14, flags(wrap, *len))?;
             let slots: u32 = batch.iter().map(|(t, _)| u32::from(t.ring_slots)).sum();

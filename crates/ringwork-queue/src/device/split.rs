@@ -155,7 +155,7 @@ pub(super) fn add_used<M: GuestMemory + ?Sized>(
             }
         }
     }
-    // VIRTIO 1.4 §2.7.8.2: len is set before idx is updated (release).
+    // VIRTIO 1.4 §2.7.8.1: len is set before idx is updated (release).
     used.store_u16_release(s::USED_IDX_OFFSET, next_used)?;
     st.next_used = next_used;
     Ok(())

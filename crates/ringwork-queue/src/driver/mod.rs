@@ -436,7 +436,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
 
     /// Decides whether the device wants an available buffer notification
     /// for what was added since the last call (VIRTIO 1.4 §2.7.10 /
-    /// §2.8.21; wrap-safe with EVENT_IDX). Issues the full barrier the spec
+    /// §2.8.10; wrap-safe with EVENT_IDX). Issues the full barrier the spec
     /// requires before reading the device's suppression state.
     pub fn kick_prepare(&mut self) -> Result<bool, UsedError> {
         if self.common.broken {

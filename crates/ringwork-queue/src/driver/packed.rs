@@ -132,7 +132,7 @@ impl PackedRing {
                 advance(self.size, &mut self.avail_pos, &mut self.avail_wrap, 1);
             }
         }
-        // VIRTIO 1.4 §2.8.21.1: the head's flags last, with release.
+        // VIRTIO 1.4 §2.8.21.1.1: the head's flags last, with release.
         let _ = mem.store_u16_release(usize::from(start) * DESC_SIZE + 14, head_flags);
         self.num_free -= prep.ring_slots;
         id

@@ -168,7 +168,7 @@ impl SplitRing {
             let slot = self.avail_idx & (self.size - 1);
             let _ = avail.write_u16(s::avail_ring_entry_offset(slot), head);
             self.avail_idx = self.avail_idx.wrapping_add(1);
-            // VIRTIO 1.4 §2.7.13.3: the ring entry before idx (release).
+            // VIRTIO 1.4 §2.7.13.3.1: the ring entry before idx (release).
             let _ = avail.store_u16_release(s::AVAIL_IDX_OFFSET, self.avail_idx);
         }
         head
