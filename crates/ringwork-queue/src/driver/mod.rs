@@ -164,6 +164,22 @@ impl<T> Common<T> {
             .map(|p| p as u16 + 1)
     }
 
+    /// The next buffer of an in-order batch being handed out, with its
+    /// length (`None`: the whole writable size), or `None` outside a batch.
+    fn next_in_batch(&mut self) -> Option<(u16, Option<u32>)> {
+        let (last_id, len) = self.batch?;
+        let Some(&front) = self.order.front() else {
+            self.batch = None;
+            return None;
+        };
+        if front == last_id {
+            self.batch = None;
+            Some((front, Some(len)))
+        } else {
+            Some((front, None))
+        }
+    }
+
     /// Takes buffer `id`'s token back; validates `len` (`None`: whole
     /// capacity). Returns the token, len and ring slots to free.
     fn complete(&mut self, id: u16, len: Option<u32>) -> Result<(Used<T>, u16), UsedError> {

@@ -155,16 +155,8 @@ impl PackedRing {
         mem: &MemSlice<'_>,
         common: &mut Common<T>,
     ) -> Result<Option<Used<T>>, UsedError> {
-        if let Some((last_id, len)) = common.batch {
-            let Some(&front) = common.order.front() else {
-                common.batch = None;
-                return Ok(None);
-            };
-            if front == last_id {
-                common.batch = None;
-                return self.finish(common, front, Some(len));
-            }
-            return self.finish(common, front, None);
+        if let Some((id, len)) = common.next_in_batch() {
+            return self.finish(common, id, len);
         }
         let off = usize::from(self.used_pos) * DESC_SIZE;
         let flags = mem.load_u16_acquire(off + 14)?;

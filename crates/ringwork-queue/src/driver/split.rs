@@ -202,16 +202,8 @@ impl SplitRing {
         mem: &MemSlice<'_>,
         common: &mut Common<T>,
     ) -> Result<Option<Used<T>>, UsedError> {
-        if let Some((last_id, len)) = common.batch {
-            let Some(&front) = common.order.front() else {
-                common.batch = None;
-                return Ok(None);
-            };
-            if front == last_id {
-                common.batch = None;
-                return self.finish(common, front, Some(len));
-            }
-            return self.finish(common, front, None);
+        if let Some((id, len)) = common.next_in_batch() {
+            return self.finish(common, id, len);
         }
         let used = mem.subslice(self.used_off, s::used_ring_size(self.size))?;
         let idx = used.load_u16_acquire(s::USED_IDX_OFFSET)?;
