@@ -162,6 +162,7 @@ impl GuestMemoryMmap {
 }
 
 impl GuestMemory for GuestMemoryMmap {
+    #[inline]
     fn slice(&self, addr: u64, len: usize) -> Option<MemSlice<'_>> {
         let end = addr.checked_add(len as u64)?;
         for (gpa, region) in &self.regions {

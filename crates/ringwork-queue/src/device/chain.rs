@@ -183,7 +183,7 @@ impl DescChain {
     }
 
     /// Validates and appends one descriptor's buffer.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push<M: GuestMemory + ?Sized>(
         &mut self,
         mem: &M,

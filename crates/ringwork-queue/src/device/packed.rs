@@ -11,13 +11,14 @@ use super::error::{ChainError, DeviceQueueError, RingArea};
 use super::{Core, PackedState};
 use crate::mem::{GuestMemory, MemSlice};
 
-/// Reads a packed descriptor's addr, len and id (flags read separately).
+/// Reads a packed descriptor: addr, len, id and flags (the head's flags are
+/// also loaded separately, with acquire, before this).
 #[inline]
-fn read_desc(ring: &MemSlice<'_>, pos: u16) -> Result<(u64, u32, u16), DeviceQueueError> {
+fn read_desc(ring: &MemSlice<'_>, pos: u16) -> Result<(u64, u32, u16, u16), DeviceQueueError> {
     let off = usize::from(pos) * DESC_SIZE;
     let addr = ring.read_u64(off)?;
     let rest = ring.read_u64(off + 8)?;
-    Ok((addr, rest as u32, (rest >> 32) as u16))
+    Ok((addr, rest as u32, (rest >> 32) as u16, (rest >> 48) as u16))
 }
 
 #[inline]
@@ -40,9 +41,21 @@ pub(super) fn pop<M: GuestMemory + ?Sized>(
 ) -> Result<bool, DeviceQueueError> {
     let size = q.size;
     let ring = q.area(mem, RingArea::Descriptors, p::desc_ring_size(size))?;
-    let first_flags = ring.load_u16_acquire(usize::from(st.avail_pos) * DESC_SIZE + 14)?;
+    let flags_off = usize::from(st.avail_pos) * DESC_SIZE + 14;
+    let mut first_flags = ring.load_u16_acquire(flags_off)?;
     if !p::is_avail(first_flags, st.avail_wrap) {
-        return Ok(false);
+        if !(notify_enabled && q.features.event_idx) {
+            return Ok(false);
+        }
+        // Empty: ask to hear about this position (VIRTIO 1.4 §2.8.10), then
+        // look again, so a buffer published meanwhile is not missed.
+        let dev = q.area(mem, RingArea::Device, p::EVENT_SUPPRESS_SIZE)?;
+        dev.write_u16(0, p::event_desc(st.avail_pos, st.avail_wrap))?;
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        first_flags = ring.load_u16_acquire(flags_off)?;
+        if !p::is_avail(first_flags, st.avail_wrap) {
+            return Ok(false);
+        }
     }
     chain.clear();
     let start = st.avail_pos;
@@ -56,13 +69,13 @@ pub(super) fn pop<M: GuestMemory + ?Sized>(
             }
             .into());
         }
+        let (addr, len, id, desc_flags) = read_desc(&ring, pos)?;
         if n > 0 {
-            flags = ring.read_u16(usize::from(pos) * DESC_SIZE + 14)?;
+            flags = desc_flags;
             if !p::is_avail(flags, wrap) {
                 return Err(ChainError::NotAvailable { index: pos }.into());
             }
         }
-        let (addr, len, id) = read_desc(&ring, pos)?;
         n += 1;
         advance(size, &mut pos, &mut wrap, 1);
         if flags & VIRTQ_DESC_F_INDIRECT != 0 {
@@ -101,10 +114,6 @@ pub(super) fn pop<M: GuestMemory + ?Sized>(
     });
     st.avail_pos = pos;
     st.avail_wrap = wrap;
-    if notify_enabled && q.features.event_idx {
-        let dev = q.area(mem, RingArea::Device, p::EVENT_SUPPRESS_SIZE)?;
-        dev.write_u16(0, p::event_desc(pos, wrap))?;
-    }
     Ok(true)
 }
 

@@ -29,7 +29,15 @@ pub(super) fn pop<M: GuestMemory + ?Sized>(
     let size = q.size;
     let avail = q.area(mem, RingArea::Driver, s::avail_ring_size(size))?;
     if st.next_avail == st.avail_shadow {
-        let idx = avail.load_u16_acquire(s::AVAIL_IDX_OFFSET)?;
+        let mut idx = avail.load_u16_acquire(s::AVAIL_IDX_OFFSET)?;
+        if idx == st.next_avail && notify_enabled && q.features.event_idx {
+            // Empty: ask to hear about the next entry (VIRTIO 1.4 §2.7.10),
+            // then look again, so a buffer published meanwhile is not missed.
+            let used = q.area(mem, RingArea::Device, s::used_ring_size(size))?;
+            used.write_u16(s::avail_event_offset(size), st.next_avail)?;
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+            idx = avail.load_u16_acquire(s::AVAIL_IDX_OFFSET)?;
+        }
         if idx.wrapping_sub(st.next_avail) > size {
             return Err(DeviceQueueError::AvailIndexJump {
                 last: st.next_avail,
@@ -56,12 +64,6 @@ pub(super) fn pop<M: GuestMemory + ?Sized>(
     });
     walk(q, mem, &table, u32::from(size), head, chain, false)?;
     st.next_avail = st.next_avail.wrapping_add(1);
-    if notify_enabled && q.features.event_idx {
-        // Keep avail_event current so the driver keeps notifying
-        // (VIRTIO 1.4 §2.7.10): ask to hear about the next entry.
-        let used = q.area(mem, RingArea::Device, s::used_ring_size(size))?;
-        used.write_u16(s::avail_event_offset(size), st.next_avail)?;
-    }
     Ok(true)
 }
 
