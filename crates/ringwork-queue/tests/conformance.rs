@@ -352,17 +352,26 @@ fn notification_data_names_next_position() {
     let mut cfg = DriverQueueConfig::new(RingFormat::Split, 4, f);
     cfg.index = 3;
     let mut drv = DriverQueue::<_, u32>::new(&mem, cfg).unwrap();
+    let mut dev = DeviceQueue::new(RingFormat::Split, 4, drv.addresses(), f).unwrap();
+    assert!(!dev.notification_has_work(drv.notification_data()));
     drv.add(&[Segment::new(DATA, 8)], &[], 0).unwrap();
     let d = NotificationData::from_u32(drv.notification_data());
     assert_eq!((d.vq, d.split_avail_idx()), (3, 1));
+    assert!(dev.notification_has_work(drv.notification_data()));
+    dev.pop(&mem).unwrap().unwrap();
+    assert!(!dev.notification_has_work(drv.notification_data()));
     let mut cfg = DriverQueueConfig::new(RingFormat::Packed, 3, f);
     cfg.index = 1;
     let mut drv = DriverQueue::<_, u32>::new(&mem, cfg).unwrap();
+    let mut dev = DeviceQueue::new(RingFormat::Packed, 3, drv.addresses(), f).unwrap();
     for t in 0..3 {
         drv.add(&[Segment::new(DATA, 8)], &[], t).unwrap();
     }
     let d = NotificationData::from_u32(drv.notification_data());
     assert_eq!((d.vq, d.next_off, d.next_wrap), (1, 0, false), "wrapped");
+    assert!(dev.notification_has_work(drv.notification_data()));
+    while dev.pop(&mem).unwrap().is_some() {}
+    assert!(!dev.notification_has_work(drv.notification_data()));
 }
 
 /// VIRTIO 1.4 §2.7.5.1 device normative: the device never writes a

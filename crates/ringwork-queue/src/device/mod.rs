@@ -37,6 +37,7 @@ pub(crate) use packed::advance;
 
 use crate::mem::{GuestMemory, MemSlice};
 use crate::types::{QueueAddresses, QueueFeatures, QueuePosition, RingFormat};
+use ringwork_spec::ring::notify::NotificationData;
 
 /// Default limit on indirect table entries: the larger of the queue size and
 /// this value (QEMU accepts up to 1024 as well).
@@ -483,6 +484,20 @@ impl DeviceQueue {
                 self.broken = true;
                 Err(e)
             }
+        }
+    }
+
+    /// Decodes a driver notification's value under VIRTIO_F_NOTIFICATION_DATA
+    /// (VIRTIO 1.4 §2.9) and tells whether it names buffers the device has
+    /// not consumed: for split rings the avail index it carries differs from
+    /// the device's next one; for packed rings the offset or wrap counter
+    /// differ. A hint (the driver may notify without new buffers, and the
+    /// value is unchecked peer input): the ring stays authoritative.
+    pub fn notification_has_work(&self, value: u32) -> bool {
+        let d = NotificationData::from_u32(value);
+        match self.ring {
+            Ring::Split(s) => d.split_avail_idx() != s.next_avail,
+            Ring::Packed(p) => (d.next_off, d.next_wrap) != (p.avail_pos, p.avail_wrap),
         }
     }
 
