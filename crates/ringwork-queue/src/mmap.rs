@@ -96,9 +96,8 @@ impl MmapRegion {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad range"));
         }
         let addr = self.ptr.wrapping_add(offset).cast::<libc::c_void>();
-        // SAFETY: the range is inside our own mapping (checked above);
-        // MADV_REMOVE frees its backing pages without invalidating the
-        // mapping, which stays ours until drop.
+        // MADV_REMOVE frees the backing pages but keeps the mapping valid.
+        // SAFETY: the range is inside our own mapping (checked above).
         let removed = unsafe { libc::madvise(addr, len, libc::MADV_REMOVE) } == 0;
         // SAFETY: as above; MADV_DONTNEED likewise keeps the mapping valid.
         if !removed && unsafe { libc::madvise(addr, len, libc::MADV_DONTNEED) } != 0 {
