@@ -158,15 +158,10 @@ pub(super) fn add_used<M: GuestMemory + ?Sized>(
             // One used descriptor for the batch (§2.8.8).
             write(pos, last.id, *len)?;
             ring.store_u16_release(usize::from(pos) * DESC_SIZE + 14, flags(wrap, *len))?;
+            // The caller checked these slots against the entries in flight,
+            // so they are at most the queue size: one lap at most.
             let slots: u32 = batch.iter().map(|(t, _)| u32::from(t.ring_slots)).sum();
-            advance(
-                size,
-                &mut pos,
-                &mut wrap,
-                (slots % (2 * u32::from(size))) as u16,
-            );
-            // `slots` can exceed `size` only if more was used than popped,
-            // which the caller's in-flight check excludes.
+            advance(size, &mut pos, &mut wrap, slots as u16);
         }
         _ => {
             // Write every entry; publish the first one's flags last so the

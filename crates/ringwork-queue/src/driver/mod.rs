@@ -322,22 +322,13 @@ impl<D: Dma, T> DriverQueue<D, T> {
         Ok(q)
     }
 
-    fn mem(&self) -> MemSlice<'_> {
-        self.ring_mem
-            .as_ref()
-            .map_or_else(MemSlice::empty, |b| b.slice())
-    }
-
     fn init_ring(&mut self) {
-        let mem = self
-            .ring_mem
-            .as_ref()
-            .map_or_else(MemSlice::empty, |b| b.slice());
+        let mem = window(&self.ring_mem);
         // Zeroing our own allocation cannot fail.
         let _ = mem.fill(0, mem.len(), 0);
         match &mut self.ring {
-            Ring::Split(r) => r.init(&mem),
-            Ring::Packed(r) => r.init(&mem),
+            Ring::Split(r) => r.init(),
+            Ring::Packed(r) => r.init(),
         }
     }
 
@@ -385,10 +376,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
     pub fn add(&mut self, out: &[Segment], inp: &[Segment], token: T) -> Result<u16, Rejected<T>> {
         match self.try_add(out, inp) {
             Ok(prep) => {
-                let mem = self
-                    .ring_mem
-                    .as_ref()
-                    .map_or_else(MemSlice::empty, |b| b.slice());
+                let mem = window(&self.ring_mem);
                 let id = match &mut self.ring {
                     Ring::Split(r) => r.add(&mem, &mut self.common, out, inp, prep),
                     Ring::Packed(r) => r.add(&mem, &mut self.common, out, inp, prep),
@@ -458,10 +446,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
         if self.common.broken {
             return Err(UsedError::Broken);
         }
-        let mem = self
-            .ring_mem
-            .as_ref()
-            .map_or_else(MemSlice::empty, |b| b.slice());
+        let mem = window(&self.ring_mem);
         let event_idx = self.config.features.event_idx;
         let size = self.config.size;
         match &mut self.ring {
@@ -490,10 +475,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
         if self.common.broken {
             return Err(UsedError::Broken);
         }
-        let mem = self
-            .ring_mem
-            .as_ref()
-            .map_or_else(MemSlice::empty, |b| b.slice());
+        let mem = window(&self.ring_mem);
         let r = match &mut self.ring {
             Ring::Split(r) => r.pop_used(&mem, &mut self.common),
             Ring::Packed(r) => r.pop_used(&mem, &mut self.common),
@@ -509,7 +491,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
         if self.common.batch.is_some() {
             return true;
         }
-        let mem = self.mem();
+        let mem = window(&self.ring_mem);
         match &self.ring {
             Ring::Split(r) => r.has_used(&mem),
             Ring::Packed(r) => r.has_used(&mem),
@@ -518,10 +500,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
 
     /// Asks the device not to send used buffer notifications (a hint).
     pub fn disable_callbacks(&mut self) {
-        let mem = self
-            .ring_mem
-            .as_ref()
-            .map_or_else(MemSlice::empty, |b| b.slice());
+        let mem = window(&self.ring_mem);
         let event_idx = self.config.features.event_idx;
         match &mut self.ring {
             Ring::Split(r) => r.disable_cb(&mem, event_idx),
@@ -550,10 +529,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
     }
 
     fn enable_callbacks_after(&mut self, ahead: u16) -> bool {
-        let mem = self
-            .ring_mem
-            .as_ref()
-            .map_or_else(MemSlice::empty, |b| b.slice());
+        let mem = window(&self.ring_mem);
         let event_idx = self.config.features.event_idx;
         let size = self.config.size;
         match &mut self.ring {
@@ -597,6 +573,12 @@ impl<D: Dma, T> Drop for DriverQueue<D, T> {
             self.dma.dealloc(p);
         }
     }
+}
+
+/// The window on the ring memory (borrows only that field, so it can be
+/// used while the ring state is borrowed mutably).
+fn window(buf: &Option<DmaBuffer>) -> MemSlice<'_> {
+    buf.as_ref().map_or_else(MemSlice::empty, |b| b.slice())
 }
 
 /// What `try_add` decided.

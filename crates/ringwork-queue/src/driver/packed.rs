@@ -58,7 +58,7 @@ impl PackedRing {
         }
     }
 
-    pub(crate) fn init(&mut self, _mem: &MemSlice<'_>) {
+    pub(crate) fn init(&mut self) {
         *self = Self {
             free_ids: core::mem::take(&mut self.free_ids),
             ..Self::new(self.size)

@@ -79,7 +79,7 @@ impl SplitRing {
         self.total
     }
 
-    pub(crate) fn init(&mut self, _mem: &MemSlice<'_>) {
+    pub(crate) fn init(&mut self) {
         for (i, d) in self.shadow.iter_mut().enumerate() {
             d.next = ((i + 1) % usize::from(self.size)) as u16;
         }
