@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use ringwork_queue::{QueueFeatures, RingFormat};
-use ringwork_spec::features::check_dependencies;
+use ringwork_spec::features::{check_dependencies, without_unsatisfied};
 use ringwork_spec::features::{
     is_reserved_for_future, FeatureSet, TRANSPORT_RULES, VIRTIO_F_ADMIN_VQ, VIRTIO_F_ANY_LAYOUT,
     VIRTIO_F_NOTIFY_ON_EMPTY, VIRTIO_F_NOTIF_CONFIG_DATA, VIRTIO_F_RING_PACKED,
@@ -71,7 +71,14 @@ impl<D: VirtioDevice> DeviceCore<D> {
             .enumerate()
             .map(|(i, &max)| QueueRegs::new(i as u16, max))
             .collect();
-        let offered = Self::filter_offer(device.device_features(), kind);
+        // §2.2.2: never offer a feature whose dependencies are not offered.
+        let offered = without_unsatisfied(
+            without_unsatisfied(
+                Self::filter_offer(device.device_features(), kind),
+                TRANSPORT_RULES,
+            ),
+            device.feature_rules(),
+        );
         Self {
             device,
             shared,

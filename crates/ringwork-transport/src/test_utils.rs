@@ -117,6 +117,8 @@ pub struct EchoDevice<M> {
     pub fail_activate: bool,
     /// Make `accept_features` refuse.
     pub refuse_features: bool,
+    /// Make `suspend` fail.
+    pub fail_suspend: bool,
 }
 
 impl<M: GuestMemory> EchoDevice<M> {
@@ -148,6 +150,7 @@ impl<M: GuestMemory> EchoDevice<M> {
             completed: 0,
             fail_activate: false,
             refuse_features: false,
+            fail_suspend: false,
         }
     }
 
@@ -281,6 +284,9 @@ impl<M: GuestMemory> VirtioDevice for EchoDevice<M> {
         self.start(&queue)
     }
     fn suspend(&mut self) -> Result<(), DeviceError> {
+        if self.fail_suspend {
+            return Err(DeviceError::Backend("test suspend failure"));
+        }
         self.events.push(EchoEvent::Suspended);
         Ok(())
     }

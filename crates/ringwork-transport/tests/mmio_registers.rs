@@ -5,6 +5,7 @@
 mod common;
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::RecordingIrq;
@@ -468,4 +469,152 @@ fn activation_reports_split_for_legacy_and_version_1_absent() {
     };
     assert!(a.legacy);
     assert_eq!(a.queues[0].format, RingFormat::Split);
+}
+
+/// A register file that stores writes, answers reads from the stored value
+/// unless `read` overrides it, and logs every access in order.
+struct Scripted<F: Fn(usize, &HashMap<usize, u32>) -> Option<u32>> {
+    read: F,
+    regs: RefCell<HashMap<usize, u32>>,
+    log: RefCell<Vec<(char, usize, u32)>>,
+}
+
+impl<F: Fn(usize, &HashMap<usize, u32>) -> Option<u32>> Scripted<F> {
+    fn new(read: F) -> Self {
+        Self {
+            read,
+            regs: RefCell::new(HashMap::new()),
+            log: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl<F: Fn(usize, &HashMap<usize, u32>) -> Option<u32>> std::fmt::Debug for Scripted<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scripted")
+    }
+}
+
+impl<F: Fn(usize, &HashMap<usize, u32>) -> Option<u32>> RegisterAccess for Scripted<F> {
+    fn read8(&self, offset: usize) -> u8 {
+        self.read32(offset) as u8
+    }
+    fn read16(&self, offset: usize) -> u16 {
+        self.read32(offset) as u16
+    }
+    fn read32(&self, offset: usize) -> u32 {
+        let regs = self.regs.borrow();
+        let v = (self.read)(offset, &regs)
+            .or_else(|| header(2, 2)(offset).checked_sub(0).filter(|&v| v != 0))
+            .unwrap_or_else(|| regs.get(&offset).copied().unwrap_or(0));
+        self.log.borrow_mut().push(('r', offset, v));
+        v
+    }
+    fn write8(&self, offset: usize, value: u8) {
+        self.write32(offset, value.into())
+    }
+    fn write16(&self, offset: usize, value: u16) {
+        self.write32(offset, value.into())
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        self.log.borrow_mut().push(('w', offset, value));
+        self.regs.borrow_mut().insert(offset, value);
+    }
+}
+
+/// §2.2.1 / §4.2.2.2 / §4.2.3.1.1: offered every bit in every window, the
+/// driver accepts only what it supports and the transport can carry, never
+/// a reserved bit; it selects each window before reading or writing it, and
+/// never touches the shared memory registers.
+#[test]
+fn driver_accepts_only_valid_offered_bits_and_selects_windows_first() {
+    let f = Scripted::new(|off, _| (off == regs::DEVICE_FEATURES).then_some(u32::MAX));
+    let mut t = MmioTransport::new(&f).unwrap();
+    let everything = FeatureSet::from_words([u32::MAX; 4]);
+    let got = driver::negotiate(&mut t, everything, &[]).unwrap();
+    for bit in got.iter() {
+        assert!(
+            !ringwork_spec::features::is_reserved_for_future(bit),
+            "reserved bit {bit} accepted"
+        );
+    }
+    for bit in [37, 39, 41] {
+        assert!(!got.contains(bit), "bit {bit} cannot be used over MMIO");
+    }
+    assert!(got.contains(VIRTIO_F_VERSION_1));
+    let log = f.log.borrow();
+    let mut sel_written = [false; 2];
+    let mut written = [0u32; 4];
+    let mut driver_sel = None;
+    for &(kind, off, v) in log.iter() {
+        match (kind, off) {
+            ('w', regs::DEVICE_FEATURES_SEL) => sel_written[0] = true,
+            ('w', regs::DRIVER_FEATURES_SEL) => {
+                sel_written[1] = true;
+                driver_sel = Some(v as usize);
+            }
+            ('r', regs::DEVICE_FEATURES) => assert!(sel_written[0], "read before select"),
+            ('w', regs::DRIVER_FEATURES) => {
+                let sel = driver_sel.expect("write before select");
+                written[sel] = v;
+            }
+            (_, o) if (regs::SHM_SEL..=regs::SHM_BASE_HIGH).contains(&o) => {
+                panic!("shared memory register {o:#x} touched")
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(FeatureSet::from_words(written), got);
+}
+
+/// §4.2.2.2 / §4.2.3.4.1: undefined InterruptStatus bits are ignored and
+/// never acknowledged; the handled bits are.
+#[test]
+fn driver_acknowledges_only_defined_interrupt_bits() {
+    let f = Scripted::new(|off, _| (off == regs::INTERRUPT_STATUS).then_some(0xff));
+    let mut t = MmioTransport::new(&f).unwrap();
+    let cause = t.ack_interrupt();
+    assert!(cause.used_buffer && cause.config_changed);
+    let log = f.log.borrow();
+    let reads = log
+        .iter()
+        .position(|e| e.1 == regs::INTERRUPT_STATUS)
+        .unwrap();
+    let ack = log.iter().position(|e| e.1 == regs::INTERRUPT_ACK).unwrap();
+    assert!(reads < ack, "status read before the acknowledge");
+    assert_eq!(log[ack], ('w', regs::INTERRUPT_ACK, 3));
+}
+
+/// §4.2.2.2: to stop using a queue, write 0 to QueueReady and read it back.
+#[test]
+fn driver_disables_a_queue_and_reads_back() {
+    let f = Scripted::new(|_, _| None);
+    let mut t = MmioTransport::new(&f).unwrap();
+    t.disable_queue(3);
+    let log = f.log.borrow();
+    let tail: Vec<_> = log.iter().rev().take(3).rev().copied().collect();
+    assert_eq!(
+        tail,
+        [
+            ('w', regs::QUEUE_SEL, 3),
+            ('w', regs::QUEUE_READY, 0),
+            ('r', regs::QUEUE_READY, 0)
+        ]
+    );
+}
+
+/// §4.2.2.2: a queue reset is not complete until QueueReset reads 0; a
+/// device that never finishes gives an error, not a hang.
+#[test]
+fn driver_waits_for_queue_reset_and_gives_up() {
+    let f = Scripted::new(|off, _| (off == regs::QUEUE_RESET).then_some(1));
+    let mut t = MmioTransport::new(&f).unwrap();
+    t.set_driver_features(FeatureSet::from_bits(&[
+        VIRTIO_F_VERSION_1,
+        ringwork_spec::features::VIRTIO_F_RING_RESET,
+    ]));
+    assert_eq!(
+        t.reset_queue(2).unwrap_err(),
+        TransportError::QueueResetTimeout(2)
+    );
 }

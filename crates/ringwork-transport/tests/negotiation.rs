@@ -152,7 +152,7 @@ impl VirtioDevice for Ruled<'_> {
         self.0.device_type()
     }
     fn device_features(&self) -> FeatureSet {
-        self.0.device_features().with(0).with(1)
+        self.0.device_features()
     }
     fn feature_rules(&self) -> &'static [FeatureRule] {
         RULES
@@ -184,8 +184,10 @@ impl VirtioDevice for Ruled<'_> {
 fn features_ok_refused_for_a_broken_dependency_and_driver_side_drops_it() {
     let mem = TestMemory::new(0x10_0000, 1 << 20);
     let irq = Arc::new(RecordingIrq::default());
+    let echo = EchoDevice::new(&mem, 1, 64);
+    let features = echo.device_features().with(0).with(1);
     let mut d = MmioDevice::new(
-        Ruled(EchoDevice::new(&mem, 1, 64)),
+        Ruled(echo.with_features(features)),
         irq,
         MmioConfig::default(),
     );
@@ -206,6 +208,23 @@ fn features_ok_refused_for_a_broken_dependency_and_driver_side_drops_it() {
     assert!(!f.contains(1));
     let f = driver::negotiate(&mut t, FeatureSet::from_bits(&[0, 1]), &rules).unwrap();
     assert!(f.contains(0) && f.contains(1));
+}
+
+/// §2.2.2: a feature whose dependency the device does not offer is not
+/// offered either.
+#[test]
+fn device_never_offers_a_feature_without_its_dependency() {
+    let mem = TestMemory::new(0x10_0000, 1 << 20);
+    let echo = EchoDevice::new(&mem, 1, 64);
+    let features = echo.device_features().without(0).with(1);
+    let mut d = MmioDevice::new(
+        Ruled(echo.with_features(features)),
+        Arc::new(RecordingIrq::default()),
+        MmioConfig::default(),
+    );
+    let f = offered(&mut d);
+    assert!(!f.contains(1) && !f.contains(0));
+    assert!(f.contains(VIRTIO_F_VERSION_1));
 }
 
 #[test]
@@ -286,6 +305,32 @@ fn notifications_before_driver_ok_are_ignored() {
     assert_eq!(
         d.core().violations().last(),
         Some(&Violation::NotifyNotReady { queue: 0 })
+    );
+    assert!(!d.signals().used_buffer(0), "no used notification yet");
+}
+
+/// §4.2.2.1: no virtqueue access while QueueReady is 0: a notification for
+/// a queue that is not enabled reaches nobody.
+#[test]
+fn notifications_for_disabled_queues_are_ignored() {
+    let mem = TestMemory::new(0x10_0000, 1 << 20);
+    let (d, _) = device(&mem);
+    let block = RefCell::new(d);
+    let mut t = MmioTransport::new(Loopback::new(&block)).unwrap();
+    let f = driver::negotiate(&mut t, FeatureSet::EMPTY, &[]).unwrap();
+    let _q0 = make_queue(&mut t, &mem, f, 0, 16);
+    driver::set_driver_ok(&mut t);
+    t.notify(1, 1);
+    let b = block.borrow();
+    assert!(!b
+        .core()
+        .device()
+        .events
+        .iter()
+        .any(|e| matches!(e, EchoEvent::Notified(..))));
+    assert_eq!(
+        b.core().violations().last(),
+        Some(&Violation::NotifyNotReady { queue: 1 })
     );
 }
 
@@ -418,6 +463,7 @@ fn queue_reset_of_one_queue_while_the_other_runs() {
         wr(&mut *b, regs::QUEUE_SEL, 1);
         assert_eq!(rd(&mut *b, regs::QUEUE_RESET), 0);
         assert_eq!(rd(&mut *b, regs::QUEUE_READY), 0);
+        assert_eq!(rd(&mut *b, regs::QUEUE_SIZE_MAX), 64);
     }
     // Queue 0 is unaffected.
     echo_round(&mut t, &mut q0, &mem, 20, 2);
@@ -428,8 +474,19 @@ fn queue_reset_of_one_queue_while_the_other_runs() {
         block.borrow().core().device().events.last(),
         Some(EchoEvent::QueueEnabled(s)) if s.size == 16 && s.index == 1
     ));
+    {
+        let mut b = block.borrow_mut();
+        wr(&mut *b, regs::QUEUE_SEL, 1);
+        assert_eq!(rd(&mut *b, regs::QUEUE_READY), 1);
+        assert_eq!(rd(&mut *b, regs::QUEUE_RESET), 0, "0 after re-enable");
+    }
     echo_round(&mut t, &mut q1, &mem, 8, 3);
     echo_round(&mut t, &mut q0, &mem, 8, 4);
+    // After a device reset QueueReset reads 0 too.
+    t.reset().unwrap();
+    let mut b = block.borrow_mut();
+    wr(&mut *b, regs::QUEUE_SEL, 1);
+    assert_eq!(rd(&mut *b, regs::QUEUE_RESET), 0);
 }
 
 #[test]
@@ -548,10 +605,23 @@ fn suspend_and_resume() {
     driver::set_driver_ok(&mut t);
     echo_round(&mut t, &mut q, &mem, 3, 1);
     t.ack_interrupt();
-    let s = t.status();
-    t.set_status(s | DeviceStatus::SUSPEND);
+    driver::suspend(&mut t).unwrap();
     let s = t.status();
     assert!(s.contains(DeviceStatus::SUSPEND) && !s.contains(DeviceStatus::DRIVER_OK));
+    // A notification while suspended does not reach the device (§3.4.2: no
+    // virtqueue access).
+    let notified = |b: &RefCell<MmioDevice<EchoDevice<&TestMemory>>>| {
+        b.borrow()
+            .core()
+            .device()
+            .events
+            .iter()
+            .filter(|e| matches!(e, EchoEvent::Notified(..)))
+            .count()
+    };
+    let before = notified(&block);
+    t.notify(0, 0);
+    assert_eq!(notified(&block), before);
     // While suspended: no notifications, config changes held, config
     // writes ignored.
     let raised = irq.raised();
@@ -568,7 +638,7 @@ fn suspend_and_resume() {
         Some(&Violation::ConfigWriteSuspended)
     );
     // Resume: DRIVER_OK again; the held config change is sent.
-    t.set_status(s | DeviceStatus::DRIVER_OK);
+    driver::resume(&mut t).unwrap();
     let s = t.status();
     assert!(s.contains(DeviceStatus::DRIVER_OK) && !s.contains(DeviceStatus::SUSPEND));
     assert_eq!(irq.raised(), raised + 1);
@@ -579,4 +649,43 @@ fn suspend_and_resume() {
         assert!(ev.contains(&EchoEvent::Suspended) && ev.contains(&EchoEvent::Resumed));
     }
     echo_round(&mut t, &mut q, &mem, 3, 2);
+}
+
+/// §3.4.2: a device that cannot suspend sets DEVICE_NEEDS_RESET, and the
+/// driver's suspend reports it.
+#[test]
+fn failed_suspend_sets_needs_reset() {
+    let mem = TestMemory::new(0x10_0000, 1 << 20);
+    let (d, irq) = device(&mem);
+    let block = RefCell::new(d);
+    block.borrow_mut().core_mut().device_mut().fail_suspend = true;
+    let mut t = MmioTransport::new(Loopback::new(&block)).unwrap();
+    driver::negotiate(&mut t, FeatureSet::from_bits(&[VIRTIO_F_SUSPEND]), &[]).unwrap();
+    driver::set_driver_ok(&mut t);
+    assert_eq!(
+        driver::suspend(&mut t).unwrap_err(),
+        TransportError::SuspendFailed
+    );
+    assert!(t.status().contains(DeviceStatus::DEVICE_NEEDS_RESET));
+    assert_eq!(irq.raised(), 1, "configuration change notification");
+}
+
+/// Without VIRTIO_F_SUSPEND negotiated the SUSPEND bit is ignored.
+#[test]
+fn suspend_without_the_feature_is_ignored() {
+    let mem = TestMemory::new(0x10_0000, 1 << 20);
+    let (d, _) = device(&mem);
+    let block = RefCell::new(d);
+    let mut t = MmioTransport::new(Loopback::new(&block)).unwrap();
+    driver::negotiate(&mut t, FeatureSet::EMPTY, &[]).unwrap();
+    driver::set_driver_ok(&mut t);
+    let s = t.status();
+    t.set_status(s | DeviceStatus::SUSPEND);
+    assert!(t.status().is_live());
+    assert!(!block
+        .borrow()
+        .core()
+        .device()
+        .events
+        .contains(&EchoEvent::Suspended));
 }

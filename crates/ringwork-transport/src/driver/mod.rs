@@ -19,7 +19,8 @@ pub use regs::{RegisterAccess, VolatileRegisters};
 use ringwork_queue::{Dma, DriverQueue, QueueAddresses, QueueFeatures, RingFormat};
 use ringwork_spec::device_id::DeviceType;
 use ringwork_spec::features::{
-    is_reserved_for_future, FeatureSet, TRANSPORT_RULES, VIRTIO_F_ANY_LAYOUT, VIRTIO_F_VERSION_1,
+    is_reserved_for_future, FeatureSet, PCI_ONLY_FEATURES, TRANSPORT_RULES, VIRTIO_F_ANY_LAYOUT,
+    VIRTIO_F_VERSION_1,
 };
 use ringwork_spec::features::{without_unsatisfied, FeatureRule};
 use ringwork_spec::status::DeviceStatus;
@@ -97,6 +98,10 @@ pub enum TransportError {
     /// The configuration generation never stabilised.
     #[error("configuration kept changing")]
     ConfigUnstable,
+    /// The device neither suspended/resumed nor reported it in time, or set
+    /// DEVICE_NEEDS_RESET instead (§3.4.2).
+    #[error("device failed to suspend or resume")]
+    SuspendFailed,
     /// The device refused an MSI-X vector mapping (reads back NO_VECTOR).
     #[error("MSI-X vector {0} refused")]
     VectorRefused(u16),
@@ -193,6 +198,14 @@ pub trait Transport {
 
     /// Reads (and acknowledges) why the device interrupted.
     fn ack_interrupt(&mut self) -> InterruptCause;
+
+    /// Whether this transport can carry transport feature `bit` (§2.2.1:
+    /// the driver ignores features not supported for the transport). The
+    /// default refuses the PCI-only features (VIRTIO_F_SR_IOV,
+    /// VIRTIO_F_ADMIN_VQ), which ringwork's drivers never use anyway.
+    fn supports_feature(&self, bit: u32) -> bool {
+        !PCI_ONLY_FEATURES.contains(&bit)
+    }
 }
 
 /// Steps 1 to 6 of device initialization (§3.1.1; §3.1.2 on legacy
@@ -229,9 +242,11 @@ pub fn negotiate<T: Transport + ?Sized>(
     } else {
         wanted.insert(VIRTIO_F_VERSION_1);
     }
+    // §2.2.1: never bits reserved for the future, nor bits this transport
+    // cannot carry.
     let reserved: FeatureSet = wanted
         .iter()
-        .filter(|&b| is_reserved_for_future(b))
+        .filter(|&b| is_reserved_for_future(b) || !t.supports_feature(b))
         .fold(FeatureSet::EMPTY, |s, b| s.with(b));
     wanted = wanted.difference(reserved);
     wanted = without_unsatisfied(wanted, TRANSPORT_RULES);
@@ -254,6 +269,44 @@ pub fn negotiate<T: Transport + ?Sized>(
 pub fn set_driver_ok<T: Transport + ?Sized>(t: &mut T) {
     let s = t.status();
     t.set_status(s | DeviceStatus::DRIVER_OK);
+}
+
+/// Suspends the device (VIRTIO_F_SUSPEND, §3.4.1): sets SUSPEND, then
+/// re-reads the status until the device shows SUSPEND set and DRIVER_OK
+/// clear (bounded). A device that sets DEVICE_NEEDS_RESET instead gives
+/// [`TransportError::SuspendFailed`]. While suspended the driver must not
+/// make buffers available, notify, or write configuration space.
+pub fn suspend<T: Transport + ?Sized>(t: &mut T) -> Result<(), TransportError> {
+    let s = t.status();
+    t.set_status(s | DeviceStatus::SUSPEND);
+    wait_status(t, DeviceStatus::SUSPEND, DeviceStatus::DRIVER_OK)
+}
+
+/// Resumes a suspended device (§3.4.1): sets DRIVER_OK, then waits
+/// (bounded) for SUSPEND to clear and DRIVER_OK to read 1 before normal
+/// operation.
+pub fn resume<T: Transport + ?Sized>(t: &mut T) -> Result<(), TransportError> {
+    let s = t.status();
+    t.set_status(s | DeviceStatus::DRIVER_OK);
+    wait_status(t, DeviceStatus::DRIVER_OK, DeviceStatus::SUSPEND)
+}
+
+fn wait_status<T: Transport + ?Sized>(
+    t: &mut T,
+    set: DeviceStatus,
+    clear: DeviceStatus,
+) -> Result<(), TransportError> {
+    for _ in 0..POLL_LIMIT {
+        let s = t.status();
+        if s.contains(DeviceStatus::DEVICE_NEEDS_RESET) {
+            return Err(TransportError::SuspendFailed);
+        }
+        if s.contains(set) && !s.intersects(clear) {
+            return Ok(());
+        }
+        core::hint::spin_loop();
+    }
+    Err(TransportError::SuspendFailed)
 }
 
 /// The ring format and ring features a negotiated feature set implies (a

@@ -7,8 +7,8 @@
 
 use ringwork_spec::device_id::DeviceType;
 use ringwork_spec::features::{
-    FeatureSet, FEATURE_WORDS, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED,
-    VIRTIO_F_RING_RESET,
+    FeatureSet, FEATURE_WORDS, PCI_ONLY_FEATURES, VIRTIO_F_NOTIFICATION_DATA,
+    VIRTIO_F_NOTIF_CONFIG_DATA, VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET,
 };
 use ringwork_spec::mmio::{self as regs, legacy as lregs};
 use ringwork_spec::ring::split::legacy_layout;
@@ -288,6 +288,14 @@ impl<R: RegisterAccess> Transport for MmioTransport<R> {
                 }
             }
         }
+    }
+
+    fn supports_feature(&self, bit: u32) -> bool {
+        // Reserved for future use on MMIO (§4.2.5), or PCI-only; MMIO has no
+        // queue_notif_config_data register.
+        !PCI_ONLY_FEATURES.contains(&bit)
+            && !regs::MMIO_RESERVED_FEATURES.contains(&bit)
+            && bit != VIRTIO_F_NOTIF_CONFIG_DATA
     }
 
     fn ack_interrupt(&mut self) -> InterruptCause {
