@@ -70,3 +70,8 @@ pub trait BusDevice {
     /// A guest write of `data` at `offset`.
     fn write(&mut self, offset: u64, data: &[u8]);
 }
+
+/// The Rust examples of docs/ARCHITECTURE.md, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/ARCHITECTURE.md")]
+pub struct ArchitectureDoc;
