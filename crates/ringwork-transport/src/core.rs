@@ -28,7 +28,8 @@ use ringwork_spec::ring::notify::NotificationData;
 use ringwork_spec::status::{
     VIRTIO_CONFIG_S_ACKNOWLEDGE as ACK, VIRTIO_CONFIG_S_DRIVER as DRIVER,
     VIRTIO_CONFIG_S_DRIVER_OK as DRIVER_OK, VIRTIO_CONFIG_S_FAILED as FAILED,
-    VIRTIO_CONFIG_S_FEATURES_OK as FEATURES_OK, VIRTIO_CONFIG_S_SUSPEND as SUSPEND,
+    VIRTIO_CONFIG_S_FEATURES_OK as FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET as NEEDS_RESET,
+    VIRTIO_CONFIG_S_SUSPEND as SUSPEND,
 };
 
 use crate::device_model::{Activation, VirtioDevice};
@@ -255,13 +256,24 @@ impl<D: VirtioDevice> DeviceCore<D> {
             });
             new &= !DRIVER_OK;
         }
-        self.shared.status.store(new, Ordering::Release);
+        self.store_status(new);
         if new & !old & DRIVER_OK != 0 && !self.shared.active.load(Ordering::Acquire) {
             self.activate();
         }
         if value & SUSPEND != 0 {
             self.suspend();
         }
+    }
+
+    /// Stores a new status, keeping DEVICE_NEEDS_RESET if a device thread
+    /// set it meanwhile (only a reset clears it).
+    fn store_status(&self, new: u8) {
+        let _ = self
+            .shared
+            .status
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                Some(new | (cur & NEEDS_RESET))
+            });
     }
 
     /// Status writes while suspended: DRIVER_OK resumes (§3.4); FAILED is
@@ -276,7 +288,7 @@ impl<D: VirtioDevice> DeviceCore<D> {
         match self.device.resume() {
             Ok(()) => {
                 let s = (self.status() & !SUSPEND) | DRIVER_OK;
-                self.shared.status.store(s, Ordering::Release);
+                self.store_status(s);
                 self.shared.flush_deferred_config();
             }
             Err(e) => {
@@ -300,7 +312,7 @@ impl<D: VirtioDevice> DeviceCore<D> {
         match self.device.suspend() {
             Ok(()) => {
                 let s = (self.status() & !DRIVER_OK) | SUSPEND;
-                self.shared.status.store(s, Ordering::Release);
+                self.store_status(s);
             }
             Err(e) => {
                 self.log.record(Violation::Device(e));

@@ -245,7 +245,8 @@ impl<D: VirtioDevice> MmioDevice<D> {
             regs::QUEUE_SEL => self.queue_sel = v,
             regs::QUEUE_SIZE => {
                 if let Some(q) = self.core.queue_config_mut(sel) {
-                    q.size = v as u16;
+                    // A size beyond 16 bits is invalid; 0 is refused at enable.
+                    q.size = u16::try_from(v).unwrap_or(0);
                 }
             }
             regs::QUEUE_READY => {
