@@ -689,3 +689,21 @@ fn suspend_without_the_feature_is_ignored() {
         .events
         .contains(&EchoEvent::Suspended));
 }
+
+/// DEVICE_NEEDS_RESET set by a device thread while the driver writes the
+/// status is never lost (only a reset clears it).
+#[test]
+fn needs_reset_from_another_thread_survives_status_writes() {
+    let mem = TestMemory::new(0x10_0000, 1 << 20);
+    let (mut d, _) = device(&mem);
+    for _ in 0..200 {
+        wr(&mut d, regs::STATUS, 0);
+        let signals = d.signals();
+        let worker = std::thread::spawn(move || signals.needs_reset());
+        for s in [1, ACK_DRIVER, 1, ACK_DRIVER, ACK_DRIVER] {
+            wr(&mut d, regs::STATUS, s);
+        }
+        worker.join().unwrap();
+        assert_ne!(rd(&mut d, regs::STATUS) & 0x40, 0, "DEVICE_NEEDS_RESET lost");
+    }
+}
