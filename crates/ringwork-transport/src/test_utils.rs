@@ -20,6 +20,8 @@ use crate::driver::RegisterAccess;
 use crate::signal::Signals;
 use crate::BusDevice;
 
+pub use crate::pci::loopback::{PciLoopback, PciRegion};
+
 /// A driver-side register window that forwards every access to a
 /// device-side model at `base` + offset: the driver transports and the
 /// device models meet without a VM.
@@ -179,11 +181,7 @@ impl<M: GuestMemory> EchoDevice<M> {
             return;
         };
         let mut buf = [0u8; 256];
-        loop {
-            let chain = match q.pop(&self.mem) {
-                Ok(Some(c)) => c,
-                Ok(None) | Err(_) => break,
-            };
+        while let Ok(Some(chain)) = q.pop(&self.mem) {
             let mut total = Vec::new();
             let mut r = chain.reader(&self.mem);
             loop {

@@ -170,6 +170,26 @@ pub enum Violation {
     /// queue address).
     #[error("legacy interface: {0}")]
     Legacy(&'static str),
+    /// A write to a read-only byte of a virtio capability in PCI
+    /// configuration space (§4.1.4.1: only PCI_CFG's window fields are
+    /// writable).
+    #[error("write to virtio capability byte at configuration offset {offset:#x}")]
+    CapabilityWrite {
+        /// Offset in configuration space.
+        offset: u16,
+    },
+    /// A `pci_cfg_data` access whose window does not address `cap.length`
+    /// (1, 2 or 4) aligned bytes inside another virtio structure
+    /// (§4.1.4.9.2).
+    #[error("PCI_CFG window bar {bar} offset {offset:#x} length {length} addresses no structure")]
+    PciCfgWindow {
+        /// `cap.bar`.
+        bar: u8,
+        /// `cap.offset`.
+        offset: u32,
+        /// `cap.length`.
+        length: u32,
+    },
     /// The device failed to activate, re-enable a queue, suspend or resume;
     /// DEVICE_NEEDS_RESET was set.
     #[error("device failure: {0}")]

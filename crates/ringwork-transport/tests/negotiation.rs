@@ -704,6 +704,10 @@ fn needs_reset_from_another_thread_survives_status_writes() {
             wr(&mut d, regs::STATUS, s);
         }
         worker.join().unwrap();
-        assert_ne!(rd(&mut d, regs::STATUS) & 0x40, 0, "DEVICE_NEEDS_RESET lost");
+        assert_ne!(
+            rd(&mut d, regs::STATUS) & 0x40,
+            0,
+            "DEVICE_NEEDS_RESET lost"
+        );
     }
 }

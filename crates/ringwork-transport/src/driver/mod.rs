@@ -105,6 +105,15 @@ pub enum TransportError {
     /// The device refused an MSI-X vector mapping (reads back NO_VECTOR).
     #[error("MSI-X vector {0} refused")]
     VectorRefused(u16),
+    /// An MSI-X vector outside the device's table (or no MSI-X at all): the
+    /// driver must not map it (§4.1.5.1.2.2).
+    #[error("MSI-X vector {vector} outside the {table_size}-entry table")]
+    VectorOutOfRange {
+        /// The vector asked for.
+        vector: u16,
+        /// The MSI-X Table Size (0 without MSI-X).
+        table_size: u16,
+    },
 }
 
 /// What a device notification was about (MMIO `InterruptStatus`, PCI ISR).

@@ -151,7 +151,7 @@ mod tests {
         assert_eq!(r.read16(15), u16::MAX);
         r.write32(14, 0);
         r.write32(usize::MAX - 1, 0);
-        drop(r);
+        let _ = r;
         assert_eq!(backing[1], 0x1122_3344);
         assert_eq!(backing[2], 0xbeef);
         assert_eq!(backing[3], 0x5a);

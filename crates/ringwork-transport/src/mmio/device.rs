@@ -288,11 +288,7 @@ impl<D: VirtioDevice> MmioDevice<D> {
                 }
             }
             regs::SHM_SEL => self.shm_sel = v,
-            regs::QUEUE_RESET => {
-                if v == 1 {
-                    self.core.reset_queue(sel);
-                }
-            }
+            regs::QUEUE_RESET if v == 1 => self.core.reset_queue(sel),
             lregs::GUEST_PAGE_SIZE if legacy => {
                 if !v.is_power_of_two() {
                     self.core
