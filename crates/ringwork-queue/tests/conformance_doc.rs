@@ -9,8 +9,8 @@ use std::path::Path;
 fn every_cited_test_exists() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let repo = root.join("../..");
-    let doc = std::fs::read_to_string(repo.join("docs/CONFORMANCE.md"))
-        .expect("docs/CONFORMANCE.md");
+    let doc =
+        std::fs::read_to_string(repo.join("docs/CONFORMANCE.md")).expect("docs/CONFORMANCE.md");
     let mut cited = 0;
     for piece in doc.split('`').skip(1).step_by(2) {
         let Some((path, func)) = piece.rsplit_once("::") else {
