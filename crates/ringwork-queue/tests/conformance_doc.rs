@@ -78,4 +78,17 @@ fn covered_totals_add_up() {
         checked += 1;
     }
     assert!(checked >= 1, "no table with a Covered column");
+    // The summary at the top repeats the section totals.
+    let summary = doc
+        .lines()
+        .find(|l| l.starts_with("Summary:"))
+        .map(|l| {
+            let i = doc.find(l).unwrap();
+            &doc[i..i + doc[i..].find("\n\n").unwrap_or(doc.len() - i)]
+        })
+        .expect("a Summary paragraph");
+    for part in summary.split("**").skip(1).step_by(2) {
+        let claim = format!("**Covered: {part} MUST statements**");
+        assert!(doc.contains(&claim), "summary says {part}, no section does");
+    }
 }

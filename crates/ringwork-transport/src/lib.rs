@@ -41,19 +41,19 @@ extern crate alloc;
 #[cfg(any(test, feature = "test-utils"))]
 extern crate std;
 
-mod core;
-mod device_model;
+pub mod device_model;
 pub mod driver;
 pub mod mmio;
 pub mod pci;
 mod queue_regs;
-mod signal;
-mod violation;
+pub mod signal;
+pub mod state;
+pub mod violation;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 
-pub use crate::core::{DeviceCore, TransportKind};
+pub use crate::state::{DeviceCore, TransportKind};
 pub use device_model::{Activation, DeviceError, QueueSetup, ShmRegion, VirtioDevice};
 pub use queue_regs::QueueRegs;
 pub use signal::{IrqLine, NoIrq, Signals};

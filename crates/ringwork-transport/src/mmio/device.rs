@@ -24,10 +24,10 @@ use ringwork_spec::mmio::{self as regs, legacy as lregs, Access};
 use ringwork_spec::ring::notify::NotificationData;
 use ringwork_spec::ring::split::legacy_layout;
 
-use crate::core::{DeviceCore, TransportKind};
 use crate::device_model::VirtioDevice;
 use crate::queue_regs::{half, set_half};
 use crate::signal::{IrqLine, Route, Shared, Signals};
+use crate::state::{DeviceCore, TransportKind};
 use crate::violation::Violation;
 use crate::BusDevice;
 
@@ -83,7 +83,7 @@ impl Route for MmioRoute {
 }
 
 /// A virtio-mmio register block hosting a device. See the
-/// [module docs](self).
+/// [module docs](crate::mmio).
 pub struct MmioDevice<D> {
     core: DeviceCore<D>,
     config: MmioConfig,

@@ -22,7 +22,7 @@ use crate::driver::{InterruptCause, QueueConfig, RegisterAccess, Transport, Tran
 /// used-ring alignment it asks for (`QueueAlign`).
 pub const LEGACY_PAGE_SIZE: u32 = 4096;
 
-/// A virtio-mmio device as a driver sees it. See the [module docs](self).
+/// A virtio-mmio device as a driver sees it. See the [module docs](crate::mmio).
 #[derive(Debug)]
 pub struct MmioTransport<R> {
     regs: R,

@@ -1,7 +1,8 @@
 //! The PCI configuration space of a [`PciDevice`](super::PciDevice): the
 //! type-0 header (PCI Local Bus 3.0 §6.1, §6.2), BAR registers with size
 //! probing (§6.2.5.1), and the capability list (§6.7) holding the MSI-X
-//! capability and the virtio structure capabilities (VIRTIO 1.4 §4.1.4).
+//! capability, the virtio structure capabilities (VIRTIO 1.4 §4.1.4) and
+//! the vendor data capabilities (§4.1.4.8).
 //!
 //! Each byte has a write mask: bits outside it are read-only and writes to
 //! them are dropped, as PCI requires of read-only registers. Writes to the
@@ -15,7 +16,8 @@ use alloc::vec::Vec;
 use ringwork_spec::pci::{
     is_valid_cfg_access, CAP_BAR, CAP_CFG_TYPE, CAP_ID, CAP_LEN, CAP_LENGTH, CAP_NEXT, CAP_OFFSET,
     CFG_CAP_DATA, PCI_BAR0_OFFSET, PCI_CAP_ID_VNDR, PCI_CAP_SIZE, PCI_SUBSYSTEM_ID_OFFSET,
-    PCI_SUBSYSTEM_VENDOR_ID_OFFSET, VIRTIO_PCI_CAP_PCI_CFG,
+    PCI_SUBSYSTEM_VENDOR_ID_OFFSET, PCI_VNDR_DATA_SIZE, VIRTIO_PCI_CAP_PCI_CFG,
+    VIRTIO_PCI_CAP_VENDOR_CFG, VNDR_DATA_VENDOR_ID,
 };
 
 use super::device::PciDevice;
@@ -130,12 +132,12 @@ pub(crate) struct WriteEffects {
     pub(crate) intx: bool,
 }
 
-/// The 256-byte configuration space. See the [module docs](self).
+/// The 256-byte configuration space. See the [module docs](crate::pci).
 pub(crate) struct ConfigSpace {
     bytes: [u8; CONFIG_SPACE_SIZE],
     wmask: [u8; CONFIG_SPACE_SIZE],
     initial: [u8; CONFIG_SPACE_SIZE],
-    /// `[start, end)` of every virtio capability.
+    /// `[start, end)` of every virtio and vendor data capability.
     virtio_caps: Vec<(usize, usize)>,
     msix_cap: Option<usize>,
     cfg_cap: Option<usize>,
@@ -320,6 +322,31 @@ impl ConfigSpace {
             self.wmask[at + CAP_OFFSET..at + CFG_CAP_DATA + 4].fill(0xff);
             self.cfg_cap = Some(at);
         }
+        self.virtio_caps.push((at, at + len));
+        self.initial = self.bytes;
+        Some(at)
+    }
+
+    /// Appends a vendor data capability (`struct virtio_pci_vndr_data`,
+    /// VIRTIO 1.4 §4.1.4.8): the 6-byte header, `data`, then zeros up to the
+    /// next multiple of 4 bytes, which `cap_len` covers. Every byte is
+    /// read-only: reads have no side effects and writes are dropped and
+    /// reported like those to the virtio capabilities. `None` when it does
+    /// not fit (configuration space, or the 8-bit `cap_len`).
+    pub(crate) fn add_vendor_data(&mut self, vendor_id: u16, data: &[u8]) -> Option<usize> {
+        let len = PCI_VNDR_DATA_SIZE
+            .checked_add(data.len())?
+            .next_multiple_of(4);
+        if len > usize::from(u8::MAX) {
+            return None;
+        }
+        let at = self.alloc_cap(len, PCI_CAP_ID_VNDR)?;
+        let b = &mut self.bytes[at..at + len];
+        b[CAP_LEN] = len as u8;
+        b[CAP_CFG_TYPE] = VIRTIO_PCI_CAP_VENDOR_CFG;
+        put(b, VNDR_DATA_VENDOR_ID, &vendor_id.to_le_bytes());
+        put(b, PCI_VNDR_DATA_SIZE, data);
+        b[PCI_VNDR_DATA_SIZE + data.len()..].fill(0);
         self.virtio_caps.push((at, at + len));
         self.initial = self.bytes;
         Some(at)

@@ -34,14 +34,15 @@ use ringwork_spec::ring::split;
 
 use super::config_space::{BarInfo, BarKind, ConfigSpace, Header};
 use super::msix::{Interrupts, Msix, PciRoute};
+use super::vendor::{add_vendor_caps, VendorData};
 use super::{
     MsiSink, COMMON_CFG_BAR_OFFSET, DEVICE_CFG_BAR_OFFSET, ISR_BAR_OFFSET, LEGACY_BAR_INDEX,
     MODERN_BAR_INDEX, MSIX_BAR_INDEX, SHM_BAR_INDEX,
 };
-use crate::core::{DeviceCore, TransportKind};
 use crate::device_model::VirtioDevice;
 use crate::queue_regs::{half, set_half};
 use crate::signal::{IrqLine, Shared, Signals};
+use crate::state::{DeviceCore, TransportKind};
 use crate::violation::Violation;
 
 /// Which interfaces the function presents.
@@ -70,10 +71,13 @@ pub struct PciConfig {
     /// `notify_off_multiplier` (§4.1.4.4): 0, or a power of 2 (a multiple
     /// of 4 when the device offers VIRTIO_F_NOTIFICATION_DATA).
     pub notify_off_multiplier: u32,
+    /// Vendor data capabilities (VIRTIO 1.4 §4.1.4.8), placed in this
+    /// order after the other capabilities; see [`VendorData`].
+    pub vendor_data: &'static [VendorData],
 }
 
 /// Non-transitional, 4 MSI-X vectors (§4.1.5.1.2.1 suggests at least 2),
-/// Subsystem Vendor ID 0x1AF4, `notify_off_multiplier` 4.
+/// Subsystem Vendor ID 0x1AF4, `notify_off_multiplier` 4, no vendor data.
 impl Default for PciConfig {
     fn default() -> Self {
         Self {
@@ -81,6 +85,7 @@ impl Default for PciConfig {
             msix_vectors: 4,
             subsystem_vendor_id: VIRTIO_PCI_VENDOR_ID,
             notify_off_multiplier: 4,
+            vendor_data: &[],
         }
     }
 }
@@ -120,6 +125,10 @@ pub enum PciConfigError {
     /// Two shared memory regions with one ID (§4.1.4.7.1).
     #[error("shared memory region id {0} used twice")]
     DuplicateShmId(u8),
+    /// A vendor data capability with `vendor_id` 0x1AF4, which VIRTIO 1.4
+    /// §4.1.4.8 forbids.
+    #[error("vendor data capability with vendor_id {0:#06x}")]
+    VendorId(u16),
 }
 
 /// Where the structures sit in the modern BAR.
@@ -139,7 +148,7 @@ pub(super) enum Region {
     Notify(u64),
 }
 
-/// A virtio PCI function hosting a device. See the [module docs](self).
+/// A virtio PCI function hosting a device. See the [module docs](crate::pci).
 pub struct PciDevice<D> {
     pub(super) core: DeviceCore<D>,
     pub(super) cfg: ConfigSpace,
@@ -336,6 +345,7 @@ impl<D: VirtioDevice> PciDevice<D> {
             )
             .ok_or(space.clone())?;
         }
+        add_vendor_caps(&mut cfg, config.vendor_data)?;
 
         let irq = Arc::new(Interrupts::new(msix, queues, intx));
         let shared = Arc::new(Shared::new(Box::new(PciRoute(irq.clone()))));

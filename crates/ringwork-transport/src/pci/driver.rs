@@ -35,6 +35,7 @@ use super::msix::{
     MSIX_CAP_ID, MSIX_CAP_LEN, MSIX_CTRL_ENABLE, MSIX_CTRL_FUNCTION_MASK, MSIX_CTRL_TABLE_SIZE,
     MSIX_ENTRY_SIZE,
 };
+use super::vendor::{vendor_cap, VendorDataCap};
 use crate::driver::{
     InterruptCause, QueueConfig, RegisterAccess, Transport, TransportError, POLL_LIMIT,
 };
@@ -71,9 +72,11 @@ struct Caps {
     device: Option<Loc>,
     shm: Vec<(u8, usize, u64, u64)>,
     msix: Option<MsixCap>,
+    /// Vendor data capabilities (§4.1.4.8), in list order.
+    vendor: Vec<VendorDataCap>,
 }
 
-/// A virtio PCI function as a driver sees it. See the [module docs](self).
+/// A virtio PCI function as a driver sees it. See the [module docs](crate::pci).
 #[derive(Debug)]
 pub struct PciTransport<C, B> {
     config: C,
@@ -184,6 +187,11 @@ impl<C: RegisterAccess, B: RegisterAccess> PciTransport<C, B> {
     /// MSI-X Table Size (`None` without an MSI-X capability).
     pub fn msix_table_size(&self) -> Option<u16> {
         self.caps.msix.map(|m| m.table_size)
+    }
+
+    /// The vendor data capabilities found (see [`super::vendor`]).
+    pub(super) fn vendor_caps(&self) -> &[VendorDataCap] {
+        &self.caps.vendor
     }
 
     fn msix_cap(&self) -> Result<MsixCap, TransportError> {
@@ -452,8 +460,10 @@ fn verify_vector(vector: u16, got: u16) -> Result<(), TransportError> {
 /// Walks the capability list (§4.1.4, §4.1.5.1.1): at most [`MAX_CAPS`]
 /// entries, pointers below 0x40 end the walk; the first usable instance of
 /// each structure wins (§4.1.4.1), capabilities with a reserved `cfg_type`
-/// or `bar`, or naming a BAR the caller did not map, are ignored, and
-/// `cap_len` may be larger than the structure.
+/// or `bar`, or naming a BAR the caller did not map, are ignored, `cap_len`
+/// may be larger than the structure and `length` larger than needed (only
+/// minimums are checked). Vendor data capabilities (§4.1.4.8) are listed,
+/// not used.
 fn walk<C: RegisterAccess, B>(config: &C, bars: &[Option<B>; 6]) -> Caps {
     let mut caps = Caps::default();
     if config.read16(STATUS) & STATUS_CAP_LIST == 0 {
@@ -484,6 +494,13 @@ fn walk<C: RegisterAccess, B>(config: &C, bars: &[Option<B>; 6]) -> Caps {
 }
 
 fn virtio_cap<C: RegisterAccess, B>(config: &C, bars: &[Option<B>; 6], at: usize, caps: &mut Caps) {
+    // §4.1.4.8: no `bar` field; recorded (once, the walk may loop) only.
+    if config.read8(at + CAP_CFG_TYPE) == VIRTIO_PCI_CAP_VENDOR_CFG {
+        let found =
+            vendor_cap(config, at).filter(|v| caps.vendor.iter().all(|c| c.offset != v.offset));
+        caps.vendor.extend(found);
+        return;
+    }
     let len = usize::from(config.read8(at + CAP_LEN));
     if len < PCI_CAP_SIZE || at + len > CONFIG_SPACE_SIZE {
         return;
@@ -521,7 +538,7 @@ fn virtio_cap<C: RegisterAccess, B>(config: &C, bars: &[Option<B>; 6], at: usize
                 caps.shm.push((id, usize::from(bar), off64, len64));
             }
         }
-        // PCI_CFG, vendor data and reserved types: not used here.
+        // PCI_CFG and reserved types: not used here.
         _ => {}
     }
 }

@@ -32,8 +32,9 @@
 //! the virtio capabilities (§4.1.4) COMMON_CFG (length 64), NOTIFY_CFG
 //! (`queue_notify_off` = queue index, length `(num_queues - 1) *
 //! multiplier + 4`), ISR_CFG (length 1), DEVICE_CFG (if the device has a
-//! configuration), PCI_CFG, and one SHARED_MEMORY_CFG per region (`cap.id`
-//! = region id).
+//! configuration), PCI_CFG, one SHARED_MEMORY_CFG per region (`cap.id` =
+//! region id), and one VENDOR_CFG per [`PciConfig::vendor_data`] entry
+//! (§4.1.4.8, [`VendorData`]).
 //!
 //! # Interrupts
 //! With MSI-X disabled, a used buffer notification sets ISR bit 0 and a
@@ -82,10 +83,12 @@ mod legacy;
 #[cfg(any(test, feature = "test-utils"))]
 pub(crate) mod loopback;
 mod msix;
+mod vendor;
 
 pub use config_space::{BarInfo, BarKind};
 pub use device::{PciConfig, PciConfigError, PciDevice, PciMode, MODERN_SUBSYSTEM_ID};
 pub use driver::PciTransport;
+pub use vendor::{VendorData, VendorDataCap};
 
 /// The BAR holding the legacy interface (I/O, transitional devices).
 pub const LEGACY_BAR_INDEX: u8 = 0;
