@@ -10,12 +10,12 @@ use core::cell::RefCell;
 use ringwork_queue::{DeviceQueue, GuestMemory};
 use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_RNG};
 use ringwork_spec::features::{
-    FeatureSet, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_IN_ORDER,
+    FeatureRule, FeatureSet, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_IN_ORDER,
     VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET, VIRTIO_F_SUSPEND,
 };
 use ringwork_spec::ring::notify::NotificationData;
 
-use crate::device_model::{Activation, DeviceError, QueueSetup, VirtioDevice};
+use crate::device_model::{Activation, DeviceError, QueueSetup, ShmRegion, VirtioDevice};
 use crate::driver::RegisterAccess;
 use crate::signal::Signals;
 use crate::BusDevice;
@@ -121,6 +121,8 @@ pub struct EchoDevice<M> {
     pub refuse_features: bool,
     /// Make `suspend` fail.
     pub fail_suspend: bool,
+    rules: &'static [FeatureRule],
+    shm: Vec<ShmRegion>,
 }
 
 impl<M: GuestMemory> EchoDevice<M> {
@@ -153,12 +155,26 @@ impl<M: GuestMemory> EchoDevice<M> {
             fail_activate: false,
             refuse_features: false,
             fail_suspend: false,
+            rules: &[],
+            shm: Vec::new(),
         }
     }
 
     /// Replaces the offered features.
     pub fn with_features(mut self, features: FeatureSet) -> Self {
         self.features = features;
+        self
+    }
+
+    /// Gives the device feature dependency rules (checked at FEATURES_OK).
+    pub fn with_rules(mut self, rules: &'static [FeatureRule]) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Gives the device shared memory regions.
+    pub fn with_shm(mut self, regions: &[ShmRegion]) -> Self {
+        self.shm = regions.to_vec();
         self
     }
 
@@ -226,6 +242,12 @@ impl<M: GuestMemory> VirtioDevice for EchoDevice<M> {
     }
     fn device_features(&self) -> FeatureSet {
         self.features
+    }
+    fn feature_rules(&self) -> &'static [FeatureRule] {
+        self.rules
+    }
+    fn shm_regions(&self) -> &[ShmRegion] {
+        &self.shm
     }
     fn queue_max_sizes(&self) -> &[u16] {
         &self.queues

@@ -19,9 +19,7 @@ use ringwork_spec::status::DeviceStatus;
 use ringwork_transport::driver::{self, ConfigRead, Transport, TransportError};
 use ringwork_transport::mmio::{MmioConfig, MmioDevice, MmioTransport};
 use ringwork_transport::test_utils::{EchoDevice, EchoEvent, Loopback};
-use ringwork_transport::{
-    Activation, BusDevice, DeviceError, QueueSetup, Signals, Violation, VirtioDevice,
-};
+use ringwork_transport::{BusDevice, Violation, VirtioDevice};
 
 type Dev<'m> = MmioDevice<EchoDevice<&'m TestMemory>>;
 
@@ -142,43 +140,8 @@ fn features_ok_refused_when_the_device_says_no() {
     ));
 }
 
-/// A device with a dependency rule: feature 1 requires feature 0.
-struct Ruled<'m>(EchoDevice<&'m TestMemory>);
-
+/// Feature 1 requires feature 0.
 static RULES: &[FeatureRule] = &[FeatureRule::new(1, "§test").all_of(&[0])];
-
-impl VirtioDevice for Ruled<'_> {
-    fn device_type(&self) -> ringwork_spec::device_id::DeviceType {
-        self.0.device_type()
-    }
-    fn device_features(&self) -> FeatureSet {
-        self.0.device_features()
-    }
-    fn feature_rules(&self) -> &'static [FeatureRule] {
-        RULES
-    }
-    fn queue_max_sizes(&self) -> &[u16] {
-        self.0.queue_max_sizes()
-    }
-    fn config_len(&self) -> usize {
-        self.0.config_len()
-    }
-    fn read_config(&self, offset: usize, data: &mut [u8]) {
-        self.0.read_config(offset, data)
-    }
-    fn activate(&mut self, a: Activation, s: Signals) -> Result<(), DeviceError> {
-        self.0.activate(a, s)
-    }
-    fn reset(&mut self) {
-        self.0.reset()
-    }
-    fn queue_notify(&mut self, q: u16, d: Option<ringwork_spec::ring::notify::NotificationData>) {
-        self.0.queue_notify(q, d)
-    }
-    fn queue_enable(&mut self, q: QueueSetup) -> Result<(), DeviceError> {
-        self.0.queue_enable(q)
-    }
-}
 
 #[test]
 fn features_ok_refused_for_a_broken_dependency_and_driver_side_drops_it() {
@@ -187,7 +150,7 @@ fn features_ok_refused_for_a_broken_dependency_and_driver_side_drops_it() {
     let echo = EchoDevice::new(&mem, 1, 64);
     let features = echo.device_features().with(0).with(1);
     let mut d = MmioDevice::new(
-        Ruled(echo.with_features(features)),
+        echo.with_features(features).with_rules(RULES),
         irq,
         MmioConfig::default(),
     );
@@ -218,7 +181,7 @@ fn device_never_offers_a_feature_without_its_dependency() {
     let echo = EchoDevice::new(&mem, 1, 64);
     let features = echo.device_features().without(0).with(1);
     let mut d = MmioDevice::new(
-        Ruled(echo.with_features(features)),
+        echo.with_features(features).with_rules(RULES),
         Arc::new(RecordingIrq::default()),
         MmioConfig::default(),
     );
