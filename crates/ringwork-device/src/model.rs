@@ -1,0 +1,323 @@
+//! The threaded device model every ringwork device implements.
+//!
+//! A [`Device`] is the control-path object: it says what it offers (type,
+//! features, queues, configuration space) and, when the driver starts its
+//! queues, creates [`QueueWorker`]s, one per group of queues given by
+//! [`Device::worker_map`]. A host (the vhost-user backend, or the test
+//! harness) runs each worker on its own thread: whenever a queue of the
+//! group is kicked, or one of the worker's own file descriptors
+//! ([`QueueWorker::event_fds`]) becomes readable, it calls
+//! [`QueueWorker::process`] with the group's running queues.
+//!
+//! Trust and panic contract: everything read from guest memory is
+//! peer-controlled. Queue-level errors (a malformed ring) come back from
+//! [`QueueCtx`] methods as [`DeviceQueueError`]s and mark that queue broken;
+//! request-level errors (a malformed request header in a well-formed chain)
+//! are answered with the device type's error status. Workers never panic on
+//! peer input.
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use ringwork_queue::device::{DescChain, DeviceQueue, DeviceQueueError, UsedToken};
+use ringwork_queue::mmap::GuestMemoryMmap;
+use ringwork_spec::device_id::DeviceType;
+
+/// Guest memory as devices see it: mmap'd regions at guest addresses.
+pub type Memory = GuestMemoryMmap;
+
+/// Errors of the device model.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// A ring-level error on one queue (the queue is now broken).
+    #[error("queue {queue}: {source}")]
+    Queue {
+        /// Queue index.
+        queue: u16,
+        /// What went wrong.
+        #[source]
+        source: DeviceQueueError,
+    },
+    /// The host backend failed (a file, a socket, io_uring).
+    #[error("{what}: {source}")]
+    Io {
+        /// What the device was doing.
+        what: &'static str,
+        /// The operating-system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The driver asked for something this device does not support.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
+}
+
+/// Tells the driver that something happened (a used-buffer notification:
+/// an eventfd write for vhost-user, an interrupt for an in-process VMM).
+pub trait Notify: Send + Sync {
+    /// Sends the notification. Errors are the host's (e.g. a closed fd).
+    fn notify(&self) -> std::io::Result<()>;
+}
+
+/// Device-initiated events that go to the driver outside the queues.
+pub trait DeviceEvents: Send + Sync {
+    /// The configuration space changed (VIRTIO 1.4 §2.5): send a
+    /// configuration change notification.
+    fn config_changed(&self);
+    /// The device hit an error it cannot recover from without a reset
+    /// (VIRTIO 1.4 §2.1.2: DEVICE_NEEDS_RESET).
+    fn needs_reset(&self, reason: &str);
+}
+
+/// Device events that go nowhere (for hosts with no such channel).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEvents;
+
+impl DeviceEvents for NoEvents {
+    fn config_changed(&self) {}
+    fn needs_reset(&self, _reason: &str) {}
+}
+
+/// A device type's control path. See the [module docs](self).
+pub trait Device: Send + Sync + 'static {
+    /// The VIRTIO device type.
+    fn device_type(&self) -> DeviceType;
+    /// Every feature bit offered, device-specific and reserved (VERSION_1,
+    /// ring features such as RING_PACKED, EVENT_IDX, INDIRECT_DESC).
+    fn features(&self) -> u64;
+    /// The number of queues.
+    fn num_queues(&self) -> u16;
+    /// The largest queue size the device accepts.
+    fn max_queue_size(&self) -> u16 {
+        1024
+    }
+    /// The configuration space as it reads now, all of it (the host
+    /// serves partial reads from it).
+    fn config(&self) -> Vec<u8>;
+    /// A driver write to the configuration space. Default: ignored, as the
+    /// spec asks of read-only fields.
+    fn write_config(&self, offset: u32, data: &[u8]) {
+        let _ = (offset, data);
+    }
+    /// The driver accepted `features` (a subset of [`Self::features`]).
+    /// Called before any worker starts.
+    fn set_features(&self, features: u64) {
+        let _ = features;
+    }
+    /// Which queues each worker thread serves; every queue in exactly one
+    /// group. Default: one worker per queue.
+    fn worker_map(&self) -> Vec<Vec<u16>> {
+        (0..self.num_queues()).map(|q| vec![q]).collect()
+    }
+    /// Creates the worker for a group of queues, when the first of them
+    /// starts. `features` are the negotiated features; `events` reaches the
+    /// driver outside the queues.
+    fn start_worker(
+        &self,
+        queues: &[u16],
+        features: u64,
+        events: Arc<dyn DeviceEvents>,
+    ) -> Result<Box<dyn QueueWorker>, DeviceError>;
+    /// The device is reset: forget negotiated state.
+    fn reset(&self) {}
+}
+
+/// The data path of a group of queues. See the [module docs](self).
+pub trait QueueWorker: Send {
+    /// File descriptors this worker waits on besides the queue kicks
+    /// (input sources, I/O completion eventfds). Level-triggered: the host
+    /// calls [`Self::process`] while one is readable.
+    fn event_fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+    /// Processes whatever is ready on `queues`: available buffers, input,
+    /// I/O completions. Called after a kick, when an event fd is readable,
+    /// and once when a queue starts.
+    fn process(&mut self, queues: &mut QueueSet<'_>) -> Result<(), DeviceError>;
+    /// The queues are about to stop (GET_VRING_BASE, reset, disconnect):
+    /// finish or abandon in-flight work so that every popped chain has been
+    /// completed. Default: nothing is ever left in flight between calls to
+    /// [`Self::process`].
+    fn quiesce(&mut self, queues: &mut QueueSet<'_>) -> Result<(), DeviceError> {
+        let _ = queues;
+        Ok(())
+    }
+}
+
+/// One running queue, as hosts hand it to workers.
+pub struct RunningQueue {
+    /// The queue index.
+    pub index: u16,
+    /// The device side of the ring.
+    pub queue: DeviceQueue,
+    /// The used-buffer notification.
+    pub call: Option<Arc<dyn Notify>>,
+    /// Whether used buffers were added since the last notification check.
+    pub pending: bool,
+}
+
+impl core::fmt::Debug for RunningQueue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RunningQueue")
+            .field("index", &self.index)
+            .field("queue", &self.queue)
+            .field("pending", &self.pending)
+            .finish()
+    }
+}
+
+/// The running queues of one worker group, with guest memory.
+pub struct QueueSet<'a> {
+    mem: &'a Memory,
+    queues: &'a mut [RunningQueue],
+}
+
+impl<'a> QueueSet<'a> {
+    /// A set over `queues` (those of the group that are running).
+    pub fn new(mem: &'a Memory, queues: &'a mut [RunningQueue]) -> Self {
+        Self { mem, queues }
+    }
+
+    /// Guest memory.
+    pub fn mem(&self) -> &'a Memory {
+        self.mem
+    }
+
+    /// The running queue `index`, or `None` when it is not running.
+    pub fn get(&mut self, index: u16) -> Option<QueueCtx<'_>> {
+        let mem = self.mem;
+        self.queues
+            .iter_mut()
+            .find(|q| q.index == index)
+            .map(|q| QueueCtx { mem, q })
+    }
+
+    /// The indices of the running queues.
+    pub fn running(&self) -> impl Iterator<Item = u16> + '_ {
+        self.queues.iter().map(|q| q.index)
+    }
+
+    /// Sends every notification still pending (see [`QueueCtx::signal`]).
+    pub fn signal_all(&mut self) -> Result<(), DeviceError> {
+        let mem = self.mem;
+        for q in self.queues.iter_mut() {
+            QueueCtx { mem, q }.signal()?;
+        }
+        Ok(())
+    }
+}
+
+/// One running queue with guest memory: pop, complete, notify.
+pub struct QueueCtx<'a> {
+    mem: &'a Memory,
+    q: &'a mut RunningQueue,
+}
+
+impl<'a> QueueCtx<'a> {
+    /// The queue index.
+    pub fn index(&self) -> u16 {
+        self.q.index
+    }
+
+    /// Guest memory.
+    pub fn mem(&self) -> &'a Memory {
+        self.mem
+    }
+
+    /// The device side of the ring, for operations not wrapped here.
+    pub fn queue(&mut self) -> &mut DeviceQueue {
+        &mut self.q.queue
+    }
+
+    fn err(&self, source: DeviceQueueError) -> DeviceError {
+        DeviceError::Queue {
+            queue: self.q.index,
+            source,
+        }
+    }
+
+    /// Marks the queue broken because a chain's buffers were unusable
+    /// (e.g. a segment outside guest memory), returning the error to
+    /// propagate.
+    pub fn chain_error(&mut self, e: ringwork_queue::device::ChainError) -> DeviceError {
+        self.q.queue.mark_broken();
+        self.err(e.into())
+    }
+
+    /// Pops the next available chain into `chain`; `false` when none.
+    pub fn pop_into(&mut self, chain: &mut DescChain) -> Result<bool, DeviceError> {
+        self.q
+            .queue
+            .pop_into(self.mem, chain)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Pops the next available chain.
+    pub fn pop(&mut self) -> Result<Option<DescChain>, DeviceError> {
+        self.q.queue.pop(self.mem).map_err(|e| self.err(e))
+    }
+
+    /// Completes a chain with `len` bytes written. The notification is
+    /// sent by [`Self::signal`] (or [`QueueSet::signal_all`]).
+    pub fn add_used(&mut self, token: UsedToken, len: u32) -> Result<(), DeviceError> {
+        self.q
+            .queue
+            .add_used(self.mem, token, len)
+            .map_err(|e| self.err(e))?;
+        self.q.pending = true;
+        Ok(())
+    }
+
+    /// Completes several chains with one publication.
+    pub fn add_used_batch(&mut self, batch: &[(UsedToken, u32)]) -> Result<(), DeviceError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.q
+            .queue
+            .add_used_batch(self.mem, batch)
+            .map_err(|e| self.err(e))?;
+        self.q.pending = true;
+        Ok(())
+    }
+
+    /// Sends the used-buffer notification if buffers were completed since
+    /// the last one and the driver wants it (EVENT_IDX or flags).
+    pub fn signal(&mut self) -> Result<(), DeviceError> {
+        if !self.q.pending {
+            return Ok(());
+        }
+        self.q.pending = false;
+        let want = self
+            .q
+            .queue
+            .needs_notification(self.mem)
+            .map_err(|e| self.err(e))?;
+        if want {
+            if let Some(call) = &self.q.call {
+                call.notify().map_err(|source| DeviceError::Io {
+                    what: "used buffer notification",
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-enables available-buffer notifications; `true` when buffers
+    /// arrived meanwhile (keep popping).
+    pub fn enable_notification(&mut self) -> Result<bool, DeviceError> {
+        self.q
+            .queue
+            .enable_notification(self.mem)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Disables available-buffer notifications (a hint to the driver).
+    pub fn disable_notification(&mut self) -> Result<(), DeviceError> {
+        self.q
+            .queue
+            .disable_notification(self.mem)
+            .map_err(|e| self.err(e))
+    }
+}
