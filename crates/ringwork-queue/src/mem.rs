@@ -405,6 +405,24 @@ pub trait Dma {
     fn dealloc(&self, buffer: DmaBuffer);
 }
 
+#[cfg(feature = "std")]
+impl<T: Dma + ?Sized> Dma for std::sync::Arc<T> {
+    fn alloc(&self, len: usize, align: usize) -> Option<DmaBuffer> {
+        (**self).alloc(len, align)
+    }
+    fn dealloc(&self, buffer: DmaBuffer) {
+        (**self).dealloc(buffer)
+    }
+}
+
+#[cfg(feature = "std")]
+impl<T: GuestMemory + ?Sized> GuestMemory for std::sync::Arc<T> {
+    #[inline]
+    fn slice(&self, addr: u64, len: usize) -> Option<MemSlice<'_>> {
+        (**self).slice(addr, len)
+    }
+}
+
 impl<T: Dma + ?Sized> Dma for &T {
     fn alloc(&self, len: usize, align: usize) -> Option<DmaBuffer> {
         (**self).alloc(len, align)

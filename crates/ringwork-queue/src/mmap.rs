@@ -18,11 +18,16 @@ use std::vec::Vec;
 
 use crate::mem::{Dma, DmaBuffer, GuestMemory, MemSlice};
 
+const PAGE: usize = 4096;
+
 /// One shared memory mapping, unmapped on drop.
 #[derive(Debug)]
 pub struct MmapRegion {
+    /// First byte of the region (inside the mapping, `skip` bytes in).
     ptr: *mut u8,
     len: usize,
+    /// Bytes mapped before `ptr` because mmap offsets must be page-aligned.
+    skip: usize,
 }
 
 // SAFETY: the mapping is process-wide memory reached only through MemSlice
@@ -37,11 +42,21 @@ impl MmapRegion {
         Self::map(len, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
     }
 
-    /// A shared mapping of `len` bytes of `fd` starting at `offset`.
+    /// A shared mapping of `len` bytes of `fd` starting at `offset` (any
+    /// offset: the page-aligned start below it is mapped too, but the
+    /// region only ever reaches `[offset, offset + len)`).
     pub fn from_fd(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Self> {
-        let off = libc::off_t::try_from(offset)
+        let skip = (offset % PAGE as u64) as usize;
+        let off = libc::off_t::try_from(offset - skip as u64)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mmap offset too large"))?;
-        Self::map(len, libc::MAP_SHARED, fd.as_raw_fd(), off)
+        let total = len
+            .checked_add(skip)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "mmap length overflows"))?;
+        let mut r = Self::map(total, libc::MAP_SHARED, fd.as_raw_fd(), off)?;
+        r.ptr = r.ptr.wrapping_add(skip);
+        r.len = len;
+        r.skip = skip;
+        Ok(r)
     }
 
     fn map(len: usize, flags: libc::c_int, fd: libc::c_int, off: libc::off_t) -> io::Result<Self> {
@@ -66,6 +81,7 @@ impl MmapRegion {
         Ok(Self {
             ptr: ptr.cast(),
             len,
+            skip: 0,
         })
     }
 
@@ -91,8 +107,8 @@ impl MmapRegion {
     /// with `MADV_DONTNEED` as the fallback where the backing store cannot
     /// punch holes.
     pub fn discard(&self, offset: usize, len: usize) -> io::Result<()> {
-        let page = 4096;
-        if offset % page != 0 || offset.checked_add(len).is_none_or(|e| e > self.len) {
+        if (offset + self.skip) % PAGE != 0 || offset.checked_add(len).is_none_or(|e| e > self.len)
+        {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad range"));
         }
         let addr = self.ptr.wrapping_add(offset).cast::<libc::c_void>();
@@ -109,9 +125,10 @@ impl MmapRegion {
 
 impl Drop for MmapRegion {
     fn drop(&mut self) {
-        // SAFETY: we own this mapping; windows on it borrow `self`, so none
-        // outlive it.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        // SAFETY: we own this mapping, which starts `skip` bytes before
+        // `ptr` and is `len + skip` long; windows on it borrow `self`, so
+        // none outlive it.
+        unsafe { libc::munmap(self.ptr.sub(self.skip).cast(), self.len + self.skip) };
     }
 }
 

@@ -1,0 +1,774 @@
+//! One frontend connection: reads requests, keeps the negotiated state,
+//! and starts and stops queues on the worker threads.
+//!
+//! Trust and panic contract: every request is checked (payload size,
+//! vring index, ring addresses inside shared memory, sizes, features
+//! offered, descriptors present). A request that cannot be honoured but
+//! leaves the session sound is answered with a failure (REPLY_ACK) and
+//! logged; a malformed message ends the connection with
+//! [`BackendError`], after every queue has been stopped. Nothing panics.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use ringwork_device::model::{Device, DeviceEvents, Notify, RunningQueue};
+use ringwork_queue::device::DeviceQueue;
+use ringwork_queue::{GuestMemory, QueueAddresses, QueueFeatures, QueuePosition, RingFormat};
+use ringwork_spec::status::VIRTIO_CONFIG_S_NEEDS_RESET as DEVICE_NEEDS_RESET;
+
+use crate::memory::{MemoryError, MemoryTable, MAX_MEM_SLOTS};
+use crate::msg::{
+    self, backend_req, protocol, ConfigAccess, Header, MemRegion, MsgError, Request, VringAddr,
+    VringState,
+};
+use crate::sys::{self, EventFd};
+use crate::worker::{Group, QueueFds};
+
+/// Why a connection ended with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Reading or writing the socket failed.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The frontend sent a malformed message.
+    #[error("malformed message: {0}")]
+    Msg(#[from] MsgError),
+    /// The frontend broke the protocol.
+    #[error("{request}: {reason}")]
+    Protocol {
+        /// The offending request.
+        request: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The frontend's memory table was refused.
+    #[error("memory table: {0}")]
+    Memory(#[from] MemoryError),
+}
+
+fn proto(request: Request, reason: impl Into<String>) -> BackendError {
+    BackendError::Protocol {
+        request: request.name(),
+        reason: reason.into(),
+    }
+}
+
+/// Protocol features this backend offers.
+pub fn offered_protocol_features() -> u64 {
+    [
+        protocol::MQ,
+        protocol::REPLY_ACK,
+        protocol::BACKEND_REQ,
+        protocol::CONFIG,
+        protocol::RESET_DEVICE,
+        protocol::CONFIGURE_MEM_SLOTS,
+        protocol::STATUS,
+    ]
+    .iter()
+    .fold(0, |a, b| a | 1 << b)
+}
+
+struct CallFd(EventFd);
+
+impl Notify for CallFd {
+    fn notify(&self) -> std::io::Result<()> {
+        self.0.signal()
+    }
+}
+
+/// Device events routed to the frontend: config changes over the backend
+/// channel, needs-reset through GET_STATUS.
+struct Events {
+    channel: Mutex<Option<UnixStream>>,
+    config_enabled: AtomicBool,
+    failed: Arc<AtomicBool>,
+}
+
+impl DeviceEvents for Events {
+    fn config_changed(&self) {
+        if !self.config_enabled.load(Ordering::SeqCst) {
+            tracing::debug!("config change not sent: no CONFIG protocol feature");
+            return;
+        }
+        let ch = self.channel.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(sock) = ch.as_ref() else {
+            tracing::debug!("config change not sent: no backend channel");
+            return;
+        };
+        let h = Header {
+            request: Request(backend_req::CONFIG_CHANGE_MSG),
+            flags: msg::VERSION,
+            size: 0,
+        };
+        if let Err(e) = sys::send_with_fds(sock, &h.to_bytes(), &[]) {
+            tracing::warn!("sending a config change notification failed: {e}");
+        }
+    }
+
+    fn needs_reset(&self, reason: &str) {
+        tracing::error!("device needs reset: {reason}");
+        self.failed.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Default)]
+struct Vring {
+    size: u16,
+    addr: Option<VringAddr>,
+    base: u32,
+    kick: Option<Arc<EventFd>>,
+    call: Option<Arc<CallFd>>,
+    err: Option<Arc<EventFd>>,
+    enabled: bool,
+    started: bool,
+    /// Whether the queue is in its group's running set.
+    running: bool,
+}
+
+/// The state of one frontend session.
+pub struct Connection {
+    device: Arc<dyn Device>,
+    sock: UnixStream,
+    features: u64,
+    features_set: bool,
+    protocol: u64,
+    mem: MemoryTable,
+    vrings: Vec<Vring>,
+    group_of: Vec<usize>,
+    group_queues: Vec<Vec<u16>>,
+    groups: Vec<Arc<Group>>,
+    threads: Vec<JoinHandle<()>>,
+    events: Arc<Events>,
+    failed: Arc<AtomicBool>,
+    status: u8,
+}
+
+impl core::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Connection")
+            .field("features", &self.features)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A session serving `device` on `sock`: worker threads are started
+    /// now (idle until queues start).
+    pub fn new(device: Arc<dyn Device>, sock: UnixStream) -> Result<Self, BackendError> {
+        let n = usize::from(device.num_queues());
+        let mut group_queues = device.worker_map();
+        // Every queue in exactly one group; others get their own.
+        let mut group_of = vec![usize::MAX; n];
+        group_queues.retain(|g| !g.is_empty());
+        for (gi, g) in group_queues.iter_mut().enumerate() {
+            g.retain(|&q| {
+                usize::from(q) < n && group_of[usize::from(q)] == usize::MAX && {
+                    group_of[usize::from(q)] = gi;
+                    true
+                }
+            });
+        }
+        for (q, g) in group_of.iter_mut().enumerate() {
+            if *g == usize::MAX {
+                *g = group_queues.len();
+                group_queues.push(vec![q as u16]);
+            }
+        }
+        let failed = Arc::new(AtomicBool::new(false));
+        let mem = MemoryTable::default();
+        let mut groups = Vec::new();
+        let mut threads = Vec::new();
+        for gi in 0..group_queues.len() {
+            let g = Group::new(mem.memory(), failed.clone())?;
+            threads.push(g.spawn(format!("ringwork-q{gi}"))?);
+            groups.push(g);
+        }
+        Ok(Self {
+            events: Arc::new(Events {
+                channel: Mutex::new(None),
+                config_enabled: AtomicBool::new(false),
+                failed: failed.clone(),
+            }),
+            device,
+            sock,
+            features: 0,
+            features_set: false,
+            protocol: 0,
+            mem,
+            vrings: (0..n).map(|_| Vring::default()).collect(),
+            group_of,
+            group_queues,
+            groups,
+            threads,
+            failed,
+            status: 0,
+        })
+    }
+
+    /// Serves requests until the frontend disconnects (`Ok`) or breaks
+    /// the protocol (`Err`). Every queue is stopped before returning.
+    pub fn run(&mut self) -> Result<(), BackendError> {
+        let r = self.serve();
+        self.stop_all();
+        r
+    }
+
+    /// The socket (for polling it together with a shutdown signal).
+    pub fn socket(&self) -> &UnixStream {
+        &self.sock
+    }
+
+    fn serve(&mut self) -> Result<(), BackendError> {
+        loop {
+            if !self.handle_one()? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads and handles one request; `false` at end of stream.
+    pub fn handle_one(&mut self) -> Result<bool, BackendError> {
+        let mut hb = [0u8; msg::HEADER_SIZE];
+        let mut fds = Vec::new();
+        let n = sys::recv_with_fds(&self.sock, &mut hb, &mut fds)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if n < msg::HEADER_SIZE {
+            return Err(MsgError::Invalid("truncated header").into());
+        }
+        let h = Header::parse(&hb)?;
+        let mut payload = vec![0u8; h.size as usize];
+        if !payload.is_empty() {
+            use std::io::Read;
+            (&self.sock).read_exact(&mut payload)?;
+        }
+        tracing::debug!(
+            request = h.request.name(),
+            size = h.size,
+            fds = fds.len(),
+            "request"
+        );
+        let reply = self.dispatch(h, &payload, fds)?;
+        match reply {
+            Reply::Payload(p) => self.send_reply(h, &p)?,
+            Reply::Ack(ok) => {
+                if h.need_reply() && self.has_protocol(protocol::REPLY_ACK) {
+                    self.send_reply(h, &u64::from(!ok).to_ne_bytes())?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn send_reply(&self, h: Header, payload: &[u8]) -> Result<(), BackendError> {
+        let rh = Header {
+            request: h.request,
+            flags: msg::VERSION | msg::FLAG_REPLY,
+            size: payload.len() as u32,
+        };
+        let mut b = Vec::with_capacity(msg::HEADER_SIZE + payload.len());
+        b.extend_from_slice(&rh.to_bytes());
+        b.extend_from_slice(payload);
+        sys::send_with_fds(&self.sock, &b, &[])?;
+        Ok(())
+    }
+
+    fn has_protocol(&self, bit: u32) -> bool {
+        self.protocol & (1 << bit) != 0
+    }
+
+    fn protocol_negotiated(&self) -> bool {
+        self.features & (1 << msg::F_PROTOCOL_FEATURES) != 0
+    }
+
+    fn offered_features(&self) -> u64 {
+        self.device.features() | 1 << msg::F_PROTOCOL_FEATURES
+    }
+
+    fn vring_index(&self, request: Request, index: u64) -> Result<usize, BackendError> {
+        let i = usize::try_from(index).unwrap_or(usize::MAX);
+        if i >= self.vrings.len() {
+            return Err(proto(
+                request,
+                format!(
+                    "vring {index} out of range (device has {})",
+                    self.vrings.len()
+                ),
+            ));
+        }
+        Ok(i)
+    }
+
+    fn no_fds(request: Request, fds: &[OwnedFd]) -> Result<(), BackendError> {
+        if fds.is_empty() {
+            Ok(())
+        } else {
+            Err(proto(request, "unexpected file descriptors"))
+        }
+    }
+
+    fn one_fd(request: Request, mut fds: Vec<OwnedFd>) -> Result<OwnedFd, BackendError> {
+        if fds.len() != 1 {
+            return Err(proto(
+                request,
+                format!("expected one file descriptor, got {}", fds.len()),
+            ));
+        }
+        Ok(fds.pop().expect("length checked"))
+    }
+
+    fn dispatch(&mut self, h: Header, p: &[u8], fds: Vec<OwnedFd>) -> Result<Reply, BackendError> {
+        let r = h.request;
+        match r {
+            Request::GET_FEATURES => {
+                Self::no_fds(r, &fds)?;
+                Ok(Reply::Payload(
+                    self.offered_features().to_ne_bytes().to_vec(),
+                ))
+            }
+            Request::SET_FEATURES => {
+                Self::no_fds(r, &fds)?;
+                let f = msg::parse_u64(r, p)?;
+                let extra = f & !self.offered_features();
+                if extra != 0 {
+                    return Err(proto(r, format!("features {extra:#x} were not offered")));
+                }
+                if self.vrings.iter().any(|v| v.running) {
+                    tracing::warn!("SET_FEATURES while queues run: applies at their next start");
+                }
+                self.features = f;
+                self.features_set = true;
+                self.device
+                    .set_features(f & !(1 << msg::F_PROTOCOL_FEATURES));
+                Ok(Reply::Ack(true))
+            }
+            Request::GET_PROTOCOL_FEATURES => {
+                Self::no_fds(r, &fds)?;
+                Ok(Reply::Payload(
+                    offered_protocol_features().to_ne_bytes().to_vec(),
+                ))
+            }
+            Request::SET_PROTOCOL_FEATURES => {
+                Self::no_fds(r, &fds)?;
+                let f = msg::parse_u64(r, p)?;
+                let extra = f & !offered_protocol_features();
+                if extra != 0 {
+                    return Err(proto(
+                        r,
+                        format!("protocol features {extra:#x} were not offered"),
+                    ));
+                }
+                self.protocol = f;
+                self.events
+                    .config_enabled
+                    .store(self.has_protocol(protocol::CONFIG), Ordering::SeqCst);
+                Ok(Reply::Ack(true))
+            }
+            Request::SET_OWNER => {
+                Self::no_fds(r, &fds)?;
+                Ok(Reply::Ack(true))
+            }
+            Request::RESET_OWNER | Request::RESET_DEVICE => {
+                Self::no_fds(r, &fds)?;
+                self.reset();
+                Ok(Reply::Ack(true))
+            }
+            Request::SET_MEM_TABLE => {
+                let regions = MemRegion::parse_table(r, p)?;
+                self.mem.set(regions, fds)?;
+                self.memory_changed();
+                Ok(Reply::Ack(true))
+            }
+            Request::GET_MAX_MEM_SLOTS => {
+                Self::no_fds(r, &fds)?;
+                Ok(Reply::Payload(
+                    (MAX_MEM_SLOTS as u64).to_ne_bytes().to_vec(),
+                ))
+            }
+            Request::ADD_MEM_REG => {
+                let region = MemRegion::parse_single(r, p)?;
+                let fd = Self::one_fd(r, fds)?;
+                self.mem.add(region, fd)?;
+                self.memory_changed();
+                Ok(Reply::Ack(true))
+            }
+            Request::REM_MEM_REG => {
+                let region = MemRegion::parse_single(r, p)?;
+                drop(fds); // QEMU sends the region's fd along; close it.
+                let found = self.mem.remove(&region)?;
+                if !found {
+                    tracing::warn!("REM_MEM_REG of an unknown region {region:?}");
+                }
+                self.memory_changed();
+                Ok(Reply::Ack(found))
+            }
+            Request::SET_VRING_NUM => {
+                Self::no_fds(r, &fds)?;
+                let s = VringState::parse(r, p)?;
+                let i = self.vring_index(r, s.index.into())?;
+                let max = u32::from(self.device.max_queue_size());
+                if s.num == 0 || s.num > max || s.num > 32768 {
+                    return Err(proto(r, format!("queue size {} (max {max})", s.num)));
+                }
+                self.vrings[i].size = s.num as u16;
+                Ok(Reply::Ack(true))
+            }
+            Request::SET_VRING_ADDR => {
+                Self::no_fds(r, &fds)?;
+                let a = VringAddr::parse(r, p)?;
+                let i = self.vring_index(r, a.index.into())?;
+                self.vrings[i].addr = Some(a);
+                Ok(Reply::Ack(true))
+            }
+            Request::SET_VRING_BASE => {
+                Self::no_fds(r, &fds)?;
+                let s = VringState::parse(r, p)?;
+                let i = self.vring_index(r, s.index.into())?;
+                self.vrings[i].base = s.num;
+                Ok(Reply::Ack(true))
+            }
+            Request::GET_VRING_BASE => {
+                Self::no_fds(r, &fds)?;
+                let s = VringState::parse(r, p)?;
+                let i = self.vring_index(r, s.index.into())?;
+                let base = self.stop_vring(i);
+                Ok(Reply::Payload(
+                    VringState {
+                        index: s.index,
+                        num: base,
+                    }
+                    .to_bytes()
+                    .to_vec(),
+                ))
+            }
+            Request::SET_VRING_KICK | Request::SET_VRING_CALL | Request::SET_VRING_ERR => {
+                let v = msg::parse_u64(r, p)?;
+                let i = self.vring_index(r, v & msg::VRING_IDX_MASK)?;
+                if v & !(msg::VRING_IDX_MASK | msg::VRING_NOFD_MASK) != 0 {
+                    return Err(proto(r, format!("reserved bits set in {v:#x}")));
+                }
+                let fd = if v & msg::VRING_NOFD_MASK != 0 {
+                    Self::no_fds(r, &fds)?;
+                    None
+                } else {
+                    let fd = Self::one_fd(r, fds)?;
+                    sys::set_nonblocking(std::os::fd::AsFd::as_fd(&fd))?;
+                    Some(EventFd::from_owned(fd))
+                };
+                self.set_vring_fd(r, i, fd)?;
+                Ok(Reply::Ack(true))
+            }
+            Request::SET_VRING_ENABLE => {
+                Self::no_fds(r, &fds)?;
+                let s = VringState::parse(r, p)?;
+                let i = self.vring_index(r, s.index.into())?;
+                if s.num > 1 {
+                    return Err(proto(r, format!("enable value {}", s.num)));
+                }
+                self.vrings[i].enabled = s.num == 1;
+                self.update_running(i)?;
+                Ok(Reply::Ack(true))
+            }
+            Request::VRING_KICK => {
+                let s = VringState::parse(r, p)?;
+                let i = self.vring_index(r, s.index.into())?;
+                self.groups[self.group_of[i]].wake();
+                Ok(Reply::Ack(true))
+            }
+            Request::GET_QUEUE_NUM => {
+                Self::no_fds(r, &fds)?;
+                Ok(Reply::Payload(
+                    u64::from(self.device.num_queues()).to_ne_bytes().to_vec(),
+                ))
+            }
+            Request::GET_CONFIG => {
+                Self::no_fds(r, &fds)?;
+                let mut c = ConfigAccess::parse(r, p)?;
+                let cfg = self.device.config();
+                let (off, len) = (c.offset as usize, c.size as usize);
+                match cfg.get(off..off.saturating_add(len)) {
+                    Some(bytes) if len > 0 => {
+                        c.data = bytes.to_vec();
+                    }
+                    _ => {
+                        tracing::warn!(
+                            "GET_CONFIG of {len} bytes at {off}: outside the config space"
+                        );
+                        c.data.clear(); // size 0 signals the error
+                    }
+                }
+                Ok(Reply::Payload(c.to_bytes()))
+            }
+            Request::SET_CONFIG => {
+                Self::no_fds(r, &fds)?;
+                let c = ConfigAccess::parse(r, p)?;
+                let len = self.device.config().len();
+                let ok = (c.offset as usize)
+                    .checked_add(c.data.len())
+                    .is_some_and(|e| e <= len);
+                if ok {
+                    self.device.write_config(c.offset, &c.data);
+                } else {
+                    tracing::warn!("SET_CONFIG outside the config space refused");
+                }
+                Ok(Reply::Ack(ok))
+            }
+            Request::SET_BACKEND_REQ_FD => {
+                let fd = Self::one_fd(r, fds)?;
+                let sock = UnixStream::from(fd);
+                *self
+                    .events
+                    .channel
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(sock);
+                Ok(Reply::Ack(true))
+            }
+            Request::SET_STATUS => {
+                Self::no_fds(r, &fds)?;
+                let v = msg::parse_u64(r, p)?;
+                let s = u8::try_from(v).map_err(|_| proto(r, format!("status {v:#x}")))?;
+                if s == 0 {
+                    self.reset();
+                } else {
+                    self.status = s;
+                }
+                Ok(Reply::Ack(true))
+            }
+            Request::GET_STATUS => {
+                Self::no_fds(r, &fds)?;
+                let mut s = self.status;
+                if self.failed.load(Ordering::SeqCst) {
+                    s |= DEVICE_NEEDS_RESET;
+                }
+                Ok(Reply::Payload(u64::from(s).to_ne_bytes().to_vec()))
+            }
+            Request::SET_LOG_BASE | Request::SET_LOG_FD => {
+                Err(proto(r, "dirty logging (migration) is not supported"))
+            }
+            other => {
+                tracing::warn!("unsupported request {} ({})", other.0, other.name());
+                Ok(Reply::Ack(false))
+            }
+        }
+    }
+
+    fn set_vring_fd(
+        &mut self,
+        r: Request,
+        i: usize,
+        fd: Option<EventFd>,
+    ) -> Result<(), BackendError> {
+        let group = self.groups[self.group_of[i]].clone();
+        match r {
+            Request::SET_VRING_KICK => {
+                // A new kick (or polling) starts the ring.
+                if self.vrings[i].running {
+                    self.park(i);
+                }
+                if let Some(old) = self.vrings[i].kick.take() {
+                    group.unwatch(old.as_raw_fd());
+                }
+                self.vrings[i].kick = fd.map(Arc::new);
+                self.vrings[i].started = true;
+                self.update_running(i)?;
+            }
+            Request::SET_VRING_CALL => {
+                let call = fd.map(|f| Arc::new(CallFd(f)));
+                self.vrings[i].call = call.clone();
+                let mut st = group.lock();
+                if let Some(q) = st.queues.iter_mut().find(|q| usize::from(q.index) == i) {
+                    q.call = call.map(|c| c as Arc<dyn Notify>);
+                }
+            }
+            _ => {
+                let err = fd.map(Arc::new);
+                self.vrings[i].err = err.clone();
+                let mut st = group.lock();
+                if let Some(f) = st.fds.iter_mut().find(|f| usize::from(f.index) == i) {
+                    f.err = err;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn ring_features(&self) -> (RingFormat, QueueFeatures) {
+        QueueFeatures::from_bits(self.features)
+    }
+
+    /// Builds the device-side queue for vring `i` from its configuration.
+    fn build_queue(&self, i: usize) -> Result<DeviceQueue, String> {
+        let v = &self.vrings[i];
+        let a = v.addr.ok_or("no ring addresses (SET_VRING_ADDR)")?;
+        if v.size == 0 {
+            return Err("no queue size (SET_VRING_NUM)".into());
+        }
+        let (format, qf) = self.ring_features();
+        let size = u64::from(v.size);
+        use ringwork_spec::ring::split as sp;
+        let (dlen, alen, ulen) = match format {
+            RingFormat::Split => (
+                sp::desc_table_size(v.size) as u64,
+                sp::avail_ring_size(v.size) as u64,
+                sp::used_ring_size(v.size) as u64,
+            ),
+            RingFormat::Packed => (size * ringwork_spec::ring::DESC_SIZE as u64, 4, 4),
+        };
+        let tr = |uaddr: u64, len: u64, what: &str| {
+            self.mem.user_to_guest(uaddr, len).ok_or_else(|| {
+                format!("{what} at {uaddr:#x} ({len} bytes) is outside shared memory")
+            })
+        };
+        let addrs = QueueAddresses {
+            desc: tr(a.desc, dlen, "descriptor area")?,
+            driver: tr(a.avail, alen, "driver area")?,
+            device: tr(a.used, ulen, "device area")?,
+        };
+        let mut q = DeviceQueue::new(format, v.size, addrs, qf).map_err(|e| e.to_string())?;
+        let mut pos = QueuePosition::from_vhost_user_base(format, v.base);
+        if format == RingFormat::Split {
+            // The used index lives in the ring (vhost-user gives only the
+            // avail base): read it so that restarts continue correctly.
+            let mem = self.mem.memory();
+            let idx = mem
+                .slice(addrs.device + 2, 2)
+                .and_then(|s| s.load_u16_acquire(0).ok())
+                .ok_or("used ring unreadable")?;
+            pos.next_used = idx;
+        }
+        q.set_position(pos).map_err(|e| e.to_string())?;
+        Ok(q)
+    }
+
+    /// Puts vring `i` into or out of its group's running set according to
+    /// its started/enabled state.
+    fn update_running(&mut self, i: usize) -> Result<(), BackendError> {
+        let v = &self.vrings[i];
+        let should = v.started && (v.enabled || !self.protocol_negotiated());
+        if should == v.running {
+            return Ok(());
+        }
+        if !should {
+            self.park(i);
+            return Ok(());
+        }
+        let queue = match self.build_queue(i) {
+            Ok(q) => q,
+            Err(reason) => {
+                return Err(proto(
+                    Request::SET_VRING_KICK,
+                    format!("vring {i}: {reason}"),
+                ));
+            }
+        };
+        let gi = self.group_of[i];
+        let group = self.groups[gi].clone();
+        let mut st = group.lock();
+        if st.worker.is_none() {
+            let w = self
+                .device
+                .start_worker(
+                    &self.group_queues[gi],
+                    self.features & !(1 << msg::F_PROTOCOL_FEATURES),
+                    self.events.clone(),
+                )
+                .map_err(|e| proto(Request::SET_VRING_KICK, format!("starting queue {i}: {e}")))?;
+            st.worker = Some(w);
+        }
+        st.mem = self.mem.memory();
+        let v = &self.vrings[i];
+        st.queues.push(RunningQueue {
+            index: i as u16,
+            queue,
+            call: v.call.clone().map(|c| c as Arc<dyn Notify>),
+            pending: false,
+        });
+        st.fds.push(QueueFds {
+            index: i as u16,
+            kick: v.kick.clone(),
+            err: v.err.clone(),
+        });
+        if let Some(k) = &v.kick {
+            group.watch_kick(i as u16, k)?;
+        }
+        drop(st);
+        self.vrings[i].running = true;
+        group.wake();
+        tracing::debug!(queue = i, "queue running");
+        Ok(())
+    }
+
+    /// Takes vring `i` out of its running set, remembering its position.
+    fn park(&mut self, i: usize) {
+        let group = self.groups[self.group_of[i]].clone();
+        if let Some(q) = group.take_queue(i as u16) {
+            let format = q.queue.format();
+            self.vrings[i].base = q.queue.position().to_vhost_user_base(format);
+        }
+        self.vrings[i].running = false;
+    }
+
+    /// GET_VRING_BASE: stops the ring and returns its base.
+    fn stop_vring(&mut self, i: usize) -> u32 {
+        if self.vrings[i].running {
+            self.park(i);
+        }
+        let v = &mut self.vrings[i];
+        v.started = false;
+        if let Some(k) = v.kick.take() {
+            self.groups[self.group_of[i]].unwatch(k.as_raw_fd());
+        }
+        v.base
+    }
+
+    fn memory_changed(&mut self) {
+        let mem = self.mem.memory();
+        for g in &self.groups {
+            g.lock().mem = mem.clone();
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for i in 0..self.vrings.len() {
+            if self.vrings[i].running {
+                self.park(i);
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.stop_all();
+        for v in &mut self.vrings {
+            *v = Vring::default();
+        }
+        self.features = 0;
+        self.features_set = false;
+        self.status = 0;
+        self.failed.store(false, Ordering::SeqCst);
+        self.device.reset();
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.stop_all();
+        for g in &self.groups {
+            g.shutdown();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+enum Reply {
+    /// A request with its own reply body.
+    Payload(Vec<u8>),
+    /// A request whose reply (with REPLY_ACK) is success or failure.
+    Ack(bool),
+}

@@ -1,0 +1,215 @@
+//! Listening for frontends and serving them one at a time.
+//!
+//! Follows the vhost-user "Backend program conventions": the socket comes
+//! from a path (`--socket-path`) or an inherited descriptor (`--fd`); the
+//! process never daemonizes; a termination signal ends it promptly after
+//! every running queue has been stopped (in-flight requests completed).
+//!
+//! Trust and panic contract: a frontend that breaks the protocol loses its
+//! connection (the reason is logged); the server then listens again or
+//! exits, as configured. Nothing panics.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ringwork_device::model::Device;
+
+use crate::backend::{BackendError, Connection};
+use crate::sys::{self, EventFd};
+
+/// What to do when a frontend disconnects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDisconnect {
+    /// Accept the next frontend (reconnection after a frontend restart).
+    #[default]
+    Listen,
+    /// Return from [`Server::serve`].
+    Exit,
+}
+
+/// Errors of the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another process is listening on the socket path.
+    #[error("socket {0} is busy: another backend is listening on it")]
+    Busy(PathBuf),
+    /// Binding the socket failed.
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The inherited descriptor is not a unix socket.
+    #[error("--fd {fd}: {reason}")]
+    BadFd {
+        /// The descriptor number.
+        fd: i32,
+        /// Why it is unusable.
+        reason: String,
+    },
+    /// Accepting or polling failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The (only) frontend broke the protocol.
+    #[error("frontend error: {0}")]
+    Backend(#[from] BackendError),
+}
+
+enum Source {
+    Listener(UnixListener, Option<PathBuf>),
+    Stream(Option<UnixStream>),
+}
+
+/// A vhost-user server for one device.
+pub struct Server {
+    source: Source,
+    shutdown: Arc<EventFd>,
+}
+
+impl core::fmt::Debug for Server {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+/// Ends a running [`Server::serve`] from another thread or a signal
+/// handler (see [`Server::shutdown_fd`]).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(Arc<EventFd>);
+
+impl ShutdownHandle {
+    /// Asks the server to stop.
+    pub fn shutdown(&self) {
+        let _ = self.0.signal();
+    }
+}
+
+impl Server {
+    /// Listens on `path`. A stale socket file (nobody listening) is
+    /// replaced; a live one is [`ServeError::Busy`].
+    pub fn bind(path: &Path) -> Result<Self, ServeError> {
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(ServeError::Busy(path.to_owned()));
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        let l = UnixListener::bind(path).map_err(|source| ServeError::Bind {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::with_source(Source::Listener(l, Some(path.to_owned())))
+    }
+
+    /// Uses an inherited descriptor: a listening socket (accepts
+    /// frontends) or a connected one (serves that frontend).
+    pub fn from_fd(fd: OwnedFd) -> Result<Self, ServeError> {
+        use std::os::fd::AsRawFd;
+        let n = fd.as_raw_fd();
+        let listening = sys::is_listening(fd.as_fd()).map_err(|e| ServeError::BadFd {
+            fd: n,
+            reason: format!("not a socket ({e})"),
+        })?;
+        let source = if listening {
+            Source::Listener(UnixListener::from(fd), None)
+        } else {
+            Source::Stream(Some(UnixStream::from(fd)))
+        };
+        Self::with_source(source)
+    }
+
+    fn with_source(source: Source) -> Result<Self, ServeError> {
+        Ok(Self {
+            source,
+            shutdown: Arc::new(EventFd::new()?),
+        })
+    }
+
+    /// A handle that stops [`Self::serve`].
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// The eventfd that stops the server when signalled (for
+    /// [`crate::sys::signal_on_termination`]).
+    pub fn shutdown_fd(&self) -> Arc<EventFd> {
+        self.shutdown.clone()
+    }
+
+    /// Serves frontends until shutdown, or until the first disconnects
+    /// with [`OnDisconnect::Exit`] (or when serving an inherited connected
+    /// socket). Returns `Ok` on shutdown or a clean disconnect.
+    pub fn serve(
+        &mut self,
+        device: Arc<dyn Device>,
+        on_disconnect: OnDisconnect,
+    ) -> Result<(), ServeError> {
+        loop {
+            let stream = match &mut self.source {
+                Source::Stream(s) => match s.take() {
+                    Some(s) => s,
+                    None => return Ok(()),
+                },
+                Source::Listener(l, _) => {
+                    let (ready, stop) = sys::poll2(l.as_fd(), self.shutdown.as_fd())?;
+                    if stop {
+                        tracing::info!("shutting down");
+                        return Ok(());
+                    }
+                    if !ready {
+                        continue;
+                    }
+                    l.accept()?.0
+                }
+            };
+            tracing::info!("frontend connected");
+            let last =
+                matches!(self.source, Source::Stream(_)) || on_disconnect == OnDisconnect::Exit;
+            match self.serve_one(device.clone(), stream) {
+                Ok(true) => {
+                    tracing::info!("shutting down");
+                    return Ok(());
+                }
+                Ok(false) => tracing::info!("frontend disconnected"),
+                Err(e) => {
+                    tracing::error!("closing the connection: {e}");
+                    if last {
+                        return Err(e.into());
+                    }
+                }
+            }
+            device.reset();
+            if last {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Serves one connection; `Ok(true)` when shutdown was requested.
+    fn serve_one(&self, device: Arc<dyn Device>, stream: UnixStream) -> Result<bool, BackendError> {
+        let mut conn = Connection::new(device, stream)?;
+        loop {
+            let (ready, stop) = sys::poll2(conn.socket().as_fd(), self.shutdown.as_fd())?;
+            if stop {
+                // Dropping the connection stops every queue first.
+                return Ok(true);
+            }
+            if ready && !conn.handle_one()? {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Source::Listener(_, Some(path)) = &self.source {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Worker threads: one per group of queues ([`Device::worker_map`]), each
+//! waiting on its queues' kick eventfds and its device worker's own file
+//! descriptors, and calling [`QueueWorker::process`].
+//!
+//! The control thread (the one reading the socket) changes a group's
+//! state under its mutex: it adds and removes running queues, swaps guest
+//! memory, and creates or drops the device worker. A worker thread holds
+//! the mutex only while processing.
+//!
+//! Trust and panic contract: errors from processing (a broken ring, a
+//! failed backend) are logged, signalled on the queue's error eventfd when
+//! the frontend gave one, and mark the device as needing reset; the thread
+//! keeps serving the other queues. Nothing panics on peer input.
+//!
+//! [`Device::worker_map`]: ringwork_device::model::Device::worker_map
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use ringwork_device::model::{DeviceError, Memory, QueueSet, QueueWorker, RunningQueue};
+
+use crate::sys::{Epoll, EventFd};
+
+const WAKE: u64 = u64::MAX;
+const DEVICE_FD: u64 = 1 << 32;
+
+/// A running queue's host-side descriptors.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueFds {
+    pub index: u16,
+    pub kick: Option<Arc<EventFd>>,
+    pub err: Option<Arc<EventFd>>,
+}
+
+/// What a worker thread works on.
+pub(crate) struct GroupState {
+    pub mem: Arc<Memory>,
+    pub queues: Vec<RunningQueue>,
+    pub fds: Vec<QueueFds>,
+    pub worker: Option<Box<dyn QueueWorker>>,
+    device_fds: Vec<RawFd>,
+}
+
+/// One group's shared state.
+pub(crate) struct Group {
+    pub state: Mutex<GroupState>,
+    epoll: Epoll,
+    wake: EventFd,
+    stop: AtomicBool,
+    /// Set when processing failed (the device needs a reset).
+    pub failed: Arc<AtomicBool>,
+}
+
+impl Group {
+    pub fn new(mem: Arc<Memory>, failed: Arc<AtomicBool>) -> std::io::Result<Arc<Self>> {
+        let g = Arc::new(Self {
+            state: Mutex::new(GroupState {
+                mem,
+                queues: Vec::new(),
+                fds: Vec::new(),
+                worker: None,
+                device_fds: Vec::new(),
+            }),
+            epoll: Epoll::new()?,
+            wake: EventFd::new()?,
+            stop: AtomicBool::new(false),
+            failed,
+        });
+        g.epoll.add(g.wake.as_raw_fd(), WAKE)?;
+        Ok(g)
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, GroupState> {
+        // A worker thread that panicked (a bug, not peer input) poisons the
+        // lock; the state is still consistent enough to stop queues.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a kick eventfd for `queue`.
+    pub fn watch_kick(&self, queue: u16, kick: &EventFd) -> std::io::Result<()> {
+        self.epoll.add(kick.as_raw_fd(), u64::from(queue))
+    }
+
+    /// Unregisters a kick eventfd.
+    pub fn unwatch(&self, fd: RawFd) {
+        self.epoll.remove(fd);
+    }
+
+    /// Makes the thread call `process` soon.
+    pub fn wake(&self) {
+        if let Err(e) = self.wake.signal() {
+            tracing::warn!("waking a worker thread failed: {e}");
+        }
+    }
+
+    /// Starts the thread.
+    pub fn spawn(self: &Arc<Self>, name: String) -> std::io::Result<JoinHandle<()>> {
+        let g = self.clone();
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || g.run())
+    }
+
+    /// Asks the thread to end (it finishes the current `process` first).
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    fn run(&self) {
+        let mut ready = Vec::new();
+        loop {
+            if let Err(e) = self.epoll.wait(&mut ready, -1) {
+                tracing::error!("worker epoll failed: {e}");
+                return;
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            if ready.contains(&WAKE) {
+                let _ = self.wake.drain();
+            }
+            let mut st = self.lock();
+            for f in &st.fds {
+                if let Some(k) = &f.kick {
+                    let _ = k.drain();
+                }
+            }
+            self.process(&mut st);
+        }
+    }
+
+    fn process(&self, st: &mut GroupState) {
+        let GroupState {
+            mem,
+            queues,
+            fds,
+            worker,
+            device_fds,
+        } = st;
+        let Some(worker) = worker.as_mut() else {
+            return;
+        };
+        if queues.is_empty() {
+            return;
+        }
+        let mut set = QueueSet::new(mem, queues);
+        let r = worker.process(&mut set).and_then(|()| set.signal_all());
+        if let Err(e) = r {
+            self.report(&e, fds);
+        }
+        // Re-query the worker's descriptors (it returns only those it can
+        // serve now, so level-triggered readiness cannot spin).
+        let now = worker.event_fds();
+        if now != *device_fds {
+            for fd in device_fds.iter() {
+                self.epoll.remove(*fd);
+            }
+            for (i, fd) in now.iter().enumerate() {
+                if let Err(e) = self.epoll.add(*fd, DEVICE_FD | i as u64) {
+                    tracing::warn!("watching device fd {fd} failed: {e}");
+                }
+            }
+            *device_fds = now;
+        }
+    }
+
+    fn report(&self, e: &DeviceError, fds: &[QueueFds]) {
+        tracing::error!("device error: {e}");
+        self.failed.store(true, Ordering::SeqCst);
+        if let DeviceError::Queue { queue, .. } = e {
+            if let Some(err) = fds
+                .iter()
+                .find(|f| f.index == *queue)
+                .and_then(|f| f.err.as_ref())
+            {
+                let _ = err.signal();
+            }
+        }
+    }
+
+    /// Stops `queue`: lets the worker finish in-flight work, then removes
+    /// it from the running set and returns it. Drops the device worker
+    /// when no queue is left running.
+    pub fn take_queue(&self, queue: u16) -> Option<RunningQueue> {
+        let mut st = self.lock();
+        let pos = st.queues.iter().position(|q| q.index == queue)?;
+        let GroupState {
+            mem,
+            queues,
+            fds,
+            worker,
+            ..
+        } = &mut *st;
+        if let Some(w) = worker.as_mut() {
+            let mut set = QueueSet::new(mem, queues);
+            if let Err(e) = w.quiesce(&mut set).and_then(|()| set.signal_all()) {
+                self.report(&e, fds);
+            }
+        }
+        let q = st.queues.remove(pos);
+        if let Some(i) = st.fds.iter().position(|f| f.index == queue) {
+            let f = st.fds.remove(i);
+            if let Some(k) = f.kick {
+                self.epoll.remove(k.as_raw_fd());
+            }
+        }
+        if st.queues.is_empty() {
+            let old: Vec<RawFd> = std::mem::take(&mut st.device_fds);
+            for fd in old {
+                self.epoll.remove(fd);
+            }
+            st.worker = None;
+        }
+        Some(q)
+    }
+}
