@@ -40,17 +40,142 @@ pub struct Common {
 
 #[derive(Debug, Subcommand)]
 enum DeviceArgs {
+    /// Block device (VIRTIO 1.4 §5.2) on a raw image file: read, write,
+    /// flush (fdatasync), get id, discard, write zeroes; multiqueue.
+    Blk {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        opts: BlkArgs,
+    },
     /// Entropy device (VIRTIO 1.4 §5.4): random bytes from the OS CSPRNG.
     Rng {
         #[command(flatten)]
         common: Common,
     },
+    /// Console device (VIRTIO 1.4 §5.3): one console port, or several
+    /// named ports (multiport), each on stdio, a pty or a unix socket.
+    Console {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        opts: ConsoleArgs,
+    },
+}
+
+/// Block device options.
+#[derive(Debug, Args)]
+pub struct BlkArgs {
+    /// The raw disk image (a regular file or block device; size a multiple
+    /// of 512 bytes).
+    #[arg(long, alias = "blk-file", value_name = "PATH")]
+    image: Option<PathBuf>,
+    /// Serve the image read-only (VIRTIO_BLK_F_RO; writes fail).
+    #[arg(long, alias = "read-only")]
+    readonly: bool,
+    /// Number of request queues (more than one offers VIRTIO_BLK_F_MQ).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    queues: u16,
+    /// Largest queue size accepted (a power of two, 4 to 32768).
+    #[arg(long, default_value_t = 256)]
+    queue_size: u16,
+    /// I/O engine: auto (io_uring, else threads), io-uring, threads.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "io-uring", "threads"])]
+    engine: String,
+    /// Serial number returned by GET_ID (at most 20 ASCII characters).
+    #[arg(long)]
+    serial: Option<String>,
+}
+
+fn build_blk(a: &BlkArgs) -> anyhow::Result<Arc<dyn Device>> {
+    use ringwork_device::blk::{Blk, BlkOptions, Engine};
+    let image = a
+        .image
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--image PATH is required"))?;
+    let opts = BlkOptions {
+        readonly: a.readonly,
+        num_queues: a.queues,
+        queue_size: a.queue_size,
+        engine: match a.engine.as_str() {
+            "io-uring" => Engine::IoUring,
+            "threads" => Engine::ThreadPool,
+            _ => Engine::Auto,
+        },
+        serial: a.serial.clone(),
+        ..BlkOptions::new(image.clone())
+    };
+    let blk = Blk::open(opts).with_context(|| format!("opening image {}", image.display()))?;
+    tracing::info!(
+        "image {}: {} sectors, {} queue(s), engine {:?}{}",
+        image.display(),
+        blk.capacity(),
+        a.queues,
+        blk.engine(),
+        if a.readonly { ", read-only" } else { "" }
+    );
+    Ok(Arc::new(blk))
+}
+
+/// Console options.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Where the console port (port 0) goes: `stdio`, `pty` (the path is
+    /// logged), or `socket:PATH` (a unix socket this process listens on).
+    #[arg(long, value_name = "BACKEND", default_value = "stdio")]
+    output: String,
+    /// An extra named port, NAME=BACKEND (BACKEND as for --output; not
+    /// stdio). Repeatable; any extra port turns on multiport.
+    #[arg(long = "port", value_name = "NAME=BACKEND")]
+    ports: Vec<String>,
+    /// Offer VIRTIO_CONSOLE_F_MULTIPORT even with a single port.
+    #[arg(long)]
+    multiport: bool,
+}
+
+fn console_backend(spec: &str) -> anyhow::Result<ringwork_device::console::PortBackend> {
+    use ringwork_device::console::PortBackend;
+    Ok(match spec {
+        "stdio" => PortBackend::Stdio,
+        "pty" => PortBackend::Pty,
+        s => match s.strip_prefix("socket:") {
+            Some(p) if !p.is_empty() => PortBackend::UnixSocket(p.into()),
+            _ => {
+                anyhow::bail!("unknown console backend `{s}` (expected stdio, pty or socket:PATH)")
+            }
+        },
+    })
+}
+
+fn build_console(a: &ConsoleArgs) -> anyhow::Result<Arc<dyn Device>> {
+    use ringwork_device::console::{Console, ConsoleOptions, PortSpec};
+    let mut ports = vec![PortSpec::console(console_backend(&a.output)?)];
+    for p in &a.ports {
+        let (name, backend) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--port `{p}`: expected NAME=BACKEND"))?;
+        if backend == "stdio" {
+            anyhow::bail!("--port {name}: stdio is reserved for the console port (--output)");
+        }
+        ports.push(PortSpec::named(name.to_owned(), console_backend(backend)?));
+    }
+    let mut opts = ConsoleOptions::new(ports);
+    opts.multiport |= a.multiport;
+    let c = Console::new(opts).context("setting up the console")?;
+    for i in 0..c.num_ports() {
+        if let Some(p) = c.pty_path(i) {
+            tracing::info!("console port {i}: pty {}", p.display());
+        }
+    }
+    Ok(Arc::new(c))
 }
 
 impl DeviceArgs {
     fn common(&self) -> &Common {
         match self {
-            DeviceArgs::Rng { common } => common,
+            DeviceArgs::Rng { common }
+            | DeviceArgs::Console { common, .. }
+            | DeviceArgs::Blk { common, .. } => common,
         }
     }
 
@@ -58,12 +183,16 @@ impl DeviceArgs {
     fn capabilities(&self) -> (&'static str, &'static [&'static str]) {
         match self {
             DeviceArgs::Rng { .. } => ("rng", &[]),
+            DeviceArgs::Console { .. } => ("console", &[]),
+            DeviceArgs::Blk { .. } => ("block", &["read-only", "blk-file"]),
         }
     }
 
     fn build(&self) -> anyhow::Result<Arc<dyn Device>> {
         match self {
             DeviceArgs::Rng { .. } => Ok(Arc::new(ringwork_device::rng::Rng::new())),
+            DeviceArgs::Console { opts, .. } => build_console(opts),
+            DeviceArgs::Blk { opts, .. } => build_blk(opts),
         }
     }
 }

@@ -147,13 +147,12 @@ impl<D: Device> Harness<D> {
                 .iter()
                 .map(|&q| {
                     let d = &drivers[usize::from(q)];
-                    RunningQueue {
-                        index: q,
-                        queue: DeviceQueue::new(format, d.size(), d.addresses(), qf)
+                    RunningQueue::new(
+                        q,
+                        DeviceQueue::new(format, d.size(), d.addresses(), qf)
                             .expect("driver queue layout is valid"),
-                        call: None,
-                        pending: false,
-                    }
+                        None,
+                    )
                 })
                 .collect();
             groups.push(Group { worker, queues });
@@ -212,6 +211,37 @@ impl<D: Device> Harness<D> {
         self.next_token += 1;
         self.drivers[usize::from(queue)]
             .add(&segs, &isegs, (token, Pending { writable }))
+            .ok()?;
+        Some(token)
+    }
+
+    /// Copies `data` into a fresh place in guest memory and returns the
+    /// segment holding it (for [`Self::submit_segments`]).
+    pub fn put(&mut self, data: &[u8]) -> Segment {
+        let a = self.alloc_data(data.len());
+        self.mem
+            .slice(a, data.len())
+            .expect("harness data area")
+            .write_bytes(0, data)
+            .expect("in bounds");
+        Segment::new(a, data.len() as u32)
+    }
+
+    /// Makes a buffer of raw segments available on `queue`: `out` are
+    /// device-readable, `inp` device-writable. Addresses are not checked
+    /// (to test how devices treat bad ones); [`Self::completed`] reads the
+    /// writable ones back.
+    pub fn submit_segments(
+        &mut self,
+        queue: u16,
+        out: &[Segment],
+        inp: &[Segment],
+    ) -> Option<Token> {
+        let token = self.next_token;
+        self.next_token += 1;
+        let writable = inp.iter().map(|s| (s.addr, s.len)).collect();
+        self.drivers[usize::from(queue)]
+            .add(out, inp, (token, Pending { writable }))
             .ok()?;
         Some(token)
     }
@@ -280,5 +310,33 @@ impl<D: Device> Harness<D> {
             .filter(|q| q.queue.is_broken())
             .map(|q| q.index)
             .collect()
+    }
+}
+
+/// A placeholder worker while a group's worker is being replaced.
+struct Stopped;
+
+impl QueueWorker for Stopped {
+    fn process(&mut self, _queues: &mut QueueSet<'_>) -> Result<(), DeviceError> {
+        Ok(())
+    }
+}
+
+impl<D: Device> Harness<D> {
+    /// Stops every worker (quiesce, then drop) and starts new ones with
+    /// `features`, keeping the queues where they are: what a host does when
+    /// queues stop and start again (GET_VRING_BASE, then SET_VRING_KICK).
+    pub fn restart_workers(&mut self, features: u64) -> Result<(), DeviceError> {
+        self.quiesce()?;
+        for g in &mut self.groups {
+            g.worker = Box::new(Stopped);
+        }
+        for g in &mut self.groups {
+            let queues: Vec<u16> = g.queues.iter().map(|q| q.index).collect();
+            g.worker = self
+                .device
+                .start_worker(&queues, features, self.events.clone())?;
+        }
+        Ok(())
     }
 }

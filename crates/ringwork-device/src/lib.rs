@@ -22,6 +22,8 @@
 //! Trust and panic contract: everything the driver puts in guest memory is
 //! hostile input; see [`model`].
 
+pub mod blk;
+pub mod console;
 pub mod model;
 pub mod rng;
 

@@ -126,7 +126,9 @@ pub trait Device: Send + Sync + 'static {
 pub trait QueueWorker: Send {
     /// File descriptors this worker waits on besides the queue kicks
     /// (input sources, I/O completion eventfds). Level-triggered: the host
-    /// calls [`Self::process`] while one is readable.
+    /// calls [`Self::process`] while one is readable. The list is
+    /// re-queried after every process call, so a worker may change it
+    /// (e.g. leave out an input fd while it has nowhere to put the input).
     fn event_fds(&self) -> Vec<RawFd> {
         Vec::new()
     }
@@ -144,6 +146,18 @@ pub trait QueueWorker: Send {
     }
 }
 
+/// A record of in-flight buffers kept outside the process, so that a
+/// restarted device can resubmit them (vhost-user INFLIGHT_SHMFD). Hosts
+/// attach one to a [`RunningQueue`]; [`QueueCtx`] calls it.
+pub trait InflightLog: Send {
+    /// A chain with head (split) or buffer id (packed) `id` was popped.
+    fn popped(&mut self, id: u16);
+    /// These buffers are about to be published as used.
+    fn completing(&mut self, ids: &[u16]);
+    /// They were published; the device's used index is now `used_idx`.
+    fn completed(&mut self, ids: &[u16], used_idx: u16);
+}
+
 /// One running queue, as hosts hand it to workers.
 pub struct RunningQueue {
     /// The queue index.
@@ -154,6 +168,24 @@ pub struct RunningQueue {
     pub call: Option<Arc<dyn Notify>>,
     /// Whether used buffers were added since the last notification check.
     pub pending: bool,
+    /// Chains to hand out before new ones (resubmitted in-flight buffers).
+    pub resubmit: std::collections::VecDeque<DescChain>,
+    /// The in-flight record, when the host keeps one.
+    pub inflight: Option<Box<dyn InflightLog>>,
+}
+
+impl RunningQueue {
+    /// A running queue with nothing to resubmit and no in-flight record.
+    pub fn new(index: u16, queue: DeviceQueue, call: Option<Arc<dyn Notify>>) -> Self {
+        Self {
+            index,
+            queue,
+            call,
+            pending: false,
+            resubmit: Default::default(),
+            inflight: None,
+        }
+    }
 }
 
 impl core::fmt::Debug for RunningQueue {
@@ -245,27 +277,35 @@ impl<'a> QueueCtx<'a> {
     }
 
     /// Pops the next available chain into `chain`; `false` when none.
+    /// Resubmitted in-flight chains come first.
     pub fn pop_into(&mut self, chain: &mut DescChain) -> Result<bool, DeviceError> {
-        self.q
+        if let Some(c) = self.q.resubmit.pop_front() {
+            *chain = c;
+            return Ok(true);
+        }
+        let got = self
+            .q
             .queue
             .pop_into(self.mem, chain)
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        if got {
+            if let Some(log) = self.q.inflight.as_mut() {
+                log.popped(chain.id());
+            }
+        }
+        Ok(got)
     }
 
     /// Pops the next available chain.
     pub fn pop(&mut self) -> Result<Option<DescChain>, DeviceError> {
-        self.q.queue.pop(self.mem).map_err(|e| self.err(e))
+        let mut c = DescChain::new();
+        Ok(self.pop_into(&mut c)?.then_some(c))
     }
 
     /// Completes a chain with `len` bytes written. The notification is
     /// sent by [`Self::signal`] (or [`QueueSet::signal_all`]).
     pub fn add_used(&mut self, token: UsedToken, len: u32) -> Result<(), DeviceError> {
-        self.q
-            .queue
-            .add_used(self.mem, token, len)
-            .map_err(|e| self.err(e))?;
-        self.q.pending = true;
-        Ok(())
+        self.add_used_batch(&[(token, len)])
     }
 
     /// Completes several chains with one publication.
@@ -273,11 +313,21 @@ impl<'a> QueueCtx<'a> {
         if batch.is_empty() {
             return Ok(());
         }
+        let ids: Vec<u16> = match self.q.inflight {
+            Some(_) => batch.iter().map(|(t, _)| t.id()).collect(),
+            None => Vec::new(),
+        };
+        if let Some(log) = self.q.inflight.as_mut() {
+            log.completing(&ids);
+        }
         self.q
             .queue
             .add_used_batch(self.mem, batch)
             .map_err(|e| self.err(e))?;
         self.q.pending = true;
+        if let Some(log) = self.q.inflight.as_mut() {
+            log.completed(&ids, self.q.queue.position().next_used);
+        }
         Ok(())
     }
 

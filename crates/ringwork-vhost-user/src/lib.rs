@@ -24,6 +24,7 @@
 
 pub mod backend;
 pub mod frontend;
+pub mod inflight;
 pub mod memory;
 pub mod msg;
 pub mod server;

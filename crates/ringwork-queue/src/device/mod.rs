@@ -501,6 +501,26 @@ impl DeviceQueue {
         }
     }
 
+    /// Reads again the chain a split ring's descriptor `head` starts, for a
+    /// buffer that was in flight when the position was restored (vhost-user
+    /// inflight tracking: a restarted device resubmits it). The chain is
+    /// validated like a popped one; the avail ring is not touched. Packed
+    /// rings refuse (their in-flight descriptors may have been overwritten
+    /// by used entries; the caller must keep copies).
+    pub fn chain_at<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+        head: u16,
+        chain: &mut DescChain,
+    ) -> Result<(), DeviceQueueError> {
+        match self.ring {
+            Ring::Split(_) => split::chain_at(&self.core, mem, head, chain),
+            Ring::Packed(_) => Err(DeviceQueueError::Usage(
+                "chain_at: packed rings keep no descriptor table",
+            )),
+        }
+    }
+
     /// A token to complete a buffer that was in flight when the position was
     /// restored ([`Self::set_position`]), e.g. from vhost-user inflight
     /// tracking: `id` is the head (split) or buffer id (packed), and

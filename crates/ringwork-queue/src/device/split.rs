@@ -52,6 +52,31 @@ pub(super) fn pop<M: GuestMemory + ?Sized>(
     }
     let slot = st.next_avail & (size - 1);
     let head = avail.read_u16(s::avail_ring_entry_offset(slot))?;
+    read_chain(q, mem, head, st.next_avail, chain)?;
+    st.next_avail = st.next_avail.wrapping_add(1);
+    Ok(true)
+}
+
+/// Reads the chain whose head is descriptor `head` again, without
+/// touching the available ring (resubmitting in-flight requests).
+pub(super) fn chain_at<M: GuestMemory + ?Sized>(
+    q: &Core,
+    mem: &M,
+    head: u16,
+    chain: &mut DescChain,
+) -> Result<(), DeviceQueueError> {
+    read_chain(q, mem, head, 0, chain)
+}
+
+/// Reads the chain starting at descriptor `head` (popped at `seq`).
+fn read_chain<M: GuestMemory + ?Sized>(
+    q: &Core,
+    mem: &M,
+    head: u16,
+    seq: u16,
+    chain: &mut DescChain,
+) -> Result<(), DeviceQueueError> {
+    let size = q.size;
     if head >= size {
         return Err(DeviceQueueError::HeadOutOfRange { head, size });
     }
@@ -60,11 +85,9 @@ pub(super) fn pop<M: GuestMemory + ?Sized>(
     chain.set_token(UsedToken {
         id: head,
         ring_slots: 1,
-        seq: st.next_avail,
+        seq,
     });
-    walk(q, mem, &table, u32::from(size), head, chain, false)?;
-    st.next_avail = st.next_avail.wrapping_add(1);
-    Ok(true)
+    walk(q, mem, &table, u32::from(size), head, chain, false)
 }
 
 /// Walks a chain through `table` (the main table, or an indirect one).

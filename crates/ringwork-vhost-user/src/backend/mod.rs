@@ -8,24 +8,26 @@
 //! logged; a malformed message ends the connection with
 //! [`BackendError`], after every queue has been stopped. Nothing panics.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use ringwork_device::model::{Device, DeviceEvents, Notify, RunningQueue};
-use ringwork_queue::device::DeviceQueue;
-use ringwork_queue::{GuestMemory, QueueAddresses, QueueFeatures, QueuePosition, RingFormat};
+use ringwork_device::model::{Device, DeviceEvents, Notify};
 use ringwork_spec::status::VIRTIO_CONFIG_S_NEEDS_RESET as DEVICE_NEEDS_RESET;
 
+use crate::inflight::InflightArea;
 use crate::memory::{MemoryError, MemoryTable, MAX_MEM_SLOTS};
 use crate::msg::{
     self, backend_req, protocol, ConfigAccess, Header, MemRegion, MsgError, Request, VringAddr,
     VringState,
 };
 use crate::sys::{self, EventFd};
-use crate::worker::{Group, QueueFds};
+use crate::worker::Group;
+
+mod vring;
+use vring::Vring;
 
 /// Why a connection ended with an error.
 #[derive(Debug, thiserror::Error)]
@@ -66,12 +68,13 @@ pub fn offered_protocol_features() -> u64 {
         protocol::RESET_DEVICE,
         protocol::CONFIGURE_MEM_SLOTS,
         protocol::STATUS,
+        protocol::INFLIGHT_SHMFD,
     ]
     .iter()
     .fold(0, |a, b| a | 1 << b)
 }
 
-struct CallFd(EventFd);
+pub(crate) struct CallFd(EventFd);
 
 impl Notify for CallFd {
     fn notify(&self) -> std::io::Result<()> {
@@ -114,20 +117,6 @@ impl DeviceEvents for Events {
     }
 }
 
-#[derive(Default)]
-struct Vring {
-    size: u16,
-    addr: Option<VringAddr>,
-    base: u32,
-    kick: Option<Arc<EventFd>>,
-    call: Option<Arc<CallFd>>,
-    err: Option<Arc<EventFd>>,
-    enabled: bool,
-    started: bool,
-    /// Whether the queue is in its group's running set.
-    running: bool,
-}
-
 /// The state of one frontend session.
 pub struct Connection {
     device: Arc<dyn Device>,
@@ -144,6 +133,7 @@ pub struct Connection {
     events: Arc<Events>,
     failed: Arc<AtomicBool>,
     status: u8,
+    inflight: Option<InflightArea>,
 }
 
 impl core::fmt::Debug for Connection {
@@ -206,6 +196,7 @@ impl Connection {
             threads,
             failed,
             status: 0,
+            inflight: None,
         })
     }
 
@@ -256,6 +247,7 @@ impl Connection {
         let reply = self.dispatch(h, &payload, fds)?;
         match reply {
             Reply::Payload(p) => self.send_reply(h, &p)?,
+            Reply::Sent => {}
             Reply::Ack(ok) => {
                 if h.need_reply() && self.has_protocol(protocol::REPLY_ACK) {
                     self.send_reply(h, &u64::from(!ok).to_ne_bytes())?;
@@ -275,6 +267,19 @@ impl Connection {
         b.extend_from_slice(&rh.to_bytes());
         b.extend_from_slice(payload);
         sys::send_with_fds(&self.sock, &b, &[])?;
+        Ok(())
+    }
+
+    fn send_reply_fd(&self, h: Header, payload: &[u8], fd: &OwnedFd) -> Result<(), BackendError> {
+        use std::os::fd::AsFd;
+        let rh = Header {
+            request: h.request,
+            flags: msg::VERSION | msg::FLAG_REPLY,
+            size: payload.len() as u32,
+        };
+        let mut b = rh.to_bytes().to_vec();
+        b.extend_from_slice(payload);
+        sys::send_with_fds(&self.sock, &b, &[fd.as_fd()])?;
         Ok(())
     }
 
@@ -547,6 +552,22 @@ impl Connection {
                 }
                 Ok(Reply::Payload(u64::from(s).to_ne_bytes().to_vec()))
             }
+            Request::GET_INFLIGHT_FD => {
+                Self::no_fds(r, &fds)?;
+                let d = msg::Inflight::parse(r, p)?;
+                let (area, desc) = InflightArea::create(d.num_queues, d.queue_size)
+                    .map_err(|e| proto(r, e.to_string()))?;
+                self.send_reply_fd(h, &desc.to_bytes(), area.fd())?;
+                self.inflight = Some(area);
+                Ok(Reply::Sent)
+            }
+            Request::SET_INFLIGHT_FD => {
+                let d = msg::Inflight::parse(r, p)?;
+                let fd = Self::one_fd(r, fds)?;
+                let area = InflightArea::adopt(d, fd).map_err(|e| proto(r, e.to_string()))?;
+                self.inflight = Some(area);
+                Ok(Reply::Ack(true))
+            }
             Request::SET_LOG_BASE | Request::SET_LOG_FD => {
                 Err(proto(r, "dirty logging (migration) is not supported"))
             }
@@ -557,187 +578,10 @@ impl Connection {
         }
     }
 
-    fn set_vring_fd(
-        &mut self,
-        r: Request,
-        i: usize,
-        fd: Option<EventFd>,
-    ) -> Result<(), BackendError> {
-        let group = self.groups[self.group_of[i]].clone();
-        match r {
-            Request::SET_VRING_KICK => {
-                // A new kick (or polling) starts the ring.
-                if self.vrings[i].running {
-                    self.park(i);
-                }
-                if let Some(old) = self.vrings[i].kick.take() {
-                    group.unwatch(old.as_raw_fd());
-                }
-                self.vrings[i].kick = fd.map(Arc::new);
-                self.vrings[i].started = true;
-                self.update_running(i)?;
-            }
-            Request::SET_VRING_CALL => {
-                let call = fd.map(|f| Arc::new(CallFd(f)));
-                self.vrings[i].call = call.clone();
-                let mut st = group.lock();
-                if let Some(q) = st.queues.iter_mut().find(|q| usize::from(q.index) == i) {
-                    q.call = call.map(|c| c as Arc<dyn Notify>);
-                }
-            }
-            _ => {
-                let err = fd.map(Arc::new);
-                self.vrings[i].err = err.clone();
-                let mut st = group.lock();
-                if let Some(f) = st.fds.iter_mut().find(|f| usize::from(f.index) == i) {
-                    f.err = err;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn ring_features(&self) -> (RingFormat, QueueFeatures) {
-        QueueFeatures::from_bits(self.features)
-    }
-
-    /// Builds the device-side queue for vring `i` from its configuration.
-    fn build_queue(&self, i: usize) -> Result<DeviceQueue, String> {
-        let v = &self.vrings[i];
-        let a = v.addr.ok_or("no ring addresses (SET_VRING_ADDR)")?;
-        if v.size == 0 {
-            return Err("no queue size (SET_VRING_NUM)".into());
-        }
-        let (format, qf) = self.ring_features();
-        let size = u64::from(v.size);
-        use ringwork_spec::ring::split as sp;
-        let (dlen, alen, ulen) = match format {
-            RingFormat::Split => (
-                sp::desc_table_size(v.size) as u64,
-                sp::avail_ring_size(v.size) as u64,
-                sp::used_ring_size(v.size) as u64,
-            ),
-            RingFormat::Packed => (size * ringwork_spec::ring::DESC_SIZE as u64, 4, 4),
-        };
-        let tr = |uaddr: u64, len: u64, what: &str| {
-            self.mem.user_to_guest(uaddr, len).ok_or_else(|| {
-                format!("{what} at {uaddr:#x} ({len} bytes) is outside shared memory")
-            })
-        };
-        let addrs = QueueAddresses {
-            desc: tr(a.desc, dlen, "descriptor area")?,
-            driver: tr(a.avail, alen, "driver area")?,
-            device: tr(a.used, ulen, "device area")?,
-        };
-        let mut q = DeviceQueue::new(format, v.size, addrs, qf).map_err(|e| e.to_string())?;
-        let mut pos = QueuePosition::from_vhost_user_base(format, v.base);
-        if format == RingFormat::Split {
-            // The used index lives in the ring (vhost-user gives only the
-            // avail base): read it so that restarts continue correctly.
-            let mem = self.mem.memory();
-            let idx = mem
-                .slice(addrs.device + 2, 2)
-                .and_then(|s| s.load_u16_acquire(0).ok())
-                .ok_or("used ring unreadable")?;
-            pos.next_used = idx;
-        }
-        q.set_position(pos).map_err(|e| e.to_string())?;
-        Ok(q)
-    }
-
-    /// Puts vring `i` into or out of its group's running set according to
-    /// its started/enabled state.
-    fn update_running(&mut self, i: usize) -> Result<(), BackendError> {
-        let v = &self.vrings[i];
-        let should = v.started && (v.enabled || !self.protocol_negotiated());
-        if should == v.running {
-            return Ok(());
-        }
-        if !should {
-            self.park(i);
-            return Ok(());
-        }
-        let queue = match self.build_queue(i) {
-            Ok(q) => q,
-            Err(reason) => {
-                return Err(proto(
-                    Request::SET_VRING_KICK,
-                    format!("vring {i}: {reason}"),
-                ));
-            }
-        };
-        let gi = self.group_of[i];
-        let group = self.groups[gi].clone();
-        let mut st = group.lock();
-        if st.worker.is_none() {
-            let w = self
-                .device
-                .start_worker(
-                    &self.group_queues[gi],
-                    self.features & !(1 << msg::F_PROTOCOL_FEATURES),
-                    self.events.clone(),
-                )
-                .map_err(|e| proto(Request::SET_VRING_KICK, format!("starting queue {i}: {e}")))?;
-            st.worker = Some(w);
-        }
-        st.mem = self.mem.memory();
-        let v = &self.vrings[i];
-        st.queues.push(RunningQueue {
-            index: i as u16,
-            queue,
-            call: v.call.clone().map(|c| c as Arc<dyn Notify>),
-            pending: false,
-        });
-        st.fds.push(QueueFds {
-            index: i as u16,
-            kick: v.kick.clone(),
-            err: v.err.clone(),
-        });
-        if let Some(k) = &v.kick {
-            group.watch_kick(i as u16, k)?;
-        }
-        drop(st);
-        self.vrings[i].running = true;
-        group.wake();
-        tracing::debug!(queue = i, "queue running");
-        Ok(())
-    }
-
-    /// Takes vring `i` out of its running set, remembering its position.
-    fn park(&mut self, i: usize) {
-        let group = self.groups[self.group_of[i]].clone();
-        if let Some(q) = group.take_queue(i as u16) {
-            let format = q.queue.format();
-            self.vrings[i].base = q.queue.position().to_vhost_user_base(format);
-        }
-        self.vrings[i].running = false;
-    }
-
-    /// GET_VRING_BASE: stops the ring and returns its base.
-    fn stop_vring(&mut self, i: usize) -> u32 {
-        if self.vrings[i].running {
-            self.park(i);
-        }
-        let v = &mut self.vrings[i];
-        v.started = false;
-        if let Some(k) = v.kick.take() {
-            self.groups[self.group_of[i]].unwatch(k.as_raw_fd());
-        }
-        v.base
-    }
-
     fn memory_changed(&mut self) {
         let mem = self.mem.memory();
         for g in &self.groups {
             g.lock().mem = mem.clone();
-        }
-    }
-
-    fn stop_all(&mut self) {
-        for i in 0..self.vrings.len() {
-            if self.vrings[i].running {
-                self.park(i);
-            }
         }
     }
 
@@ -771,4 +615,6 @@ enum Reply {
     Payload(Vec<u8>),
     /// A request whose reply (with REPLY_ACK) is success or failure.
     Ack(bool),
+    /// The reply was already sent (with descriptors).
+    Sent,
 }
