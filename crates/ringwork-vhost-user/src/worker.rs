@@ -119,6 +119,7 @@ impl Group {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
+            tracing::trace!(?ready, "worker woke");
             if ready.contains(&WAKE) {
                 let _ = self.wake.drain();
             }

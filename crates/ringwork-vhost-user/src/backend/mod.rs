@@ -346,6 +346,7 @@ impl Connection {
                 if self.vrings.iter().any(|v| v.running) {
                     tracing::warn!("SET_FEATURES while queues run: applies at their next start");
                 }
+                tracing::debug!("features {f:#x}");
                 self.features = f;
                 self.features_set = true;
                 self.device
@@ -385,6 +386,15 @@ impl Connection {
             }
             Request::SET_MEM_TABLE => {
                 let regions = MemRegion::parse_table(r, p)?;
+                for m in &regions {
+                    tracing::debug!(
+                        "memory region: guest {:#x} size {:#x} user {:#x} offset {:#x}",
+                        m.guest_addr,
+                        m.size,
+                        m.user_addr,
+                        m.mmap_offset
+                    );
+                }
                 self.mem.set(regions, fds)?;
                 self.memory_changed();
                 Ok(Reply::Ack(true))
@@ -426,6 +436,7 @@ impl Connection {
             Request::SET_VRING_ADDR => {
                 Self::no_fds(r, &fds)?;
                 let a = VringAddr::parse(r, p)?;
+                tracing::debug!(?a, "vring addresses");
                 let i = self.vring_index(r, a.index.into())?;
                 self.vrings[i].addr = Some(a);
                 Ok(Reply::Ack(true))
@@ -434,6 +445,7 @@ impl Connection {
                 Self::no_fds(r, &fds)?;
                 let s = VringState::parse(r, p)?;
                 let i = self.vring_index(r, s.index.into())?;
+                tracing::debug!("vring {i} base {:#x}", s.num);
                 self.vrings[i].base = s.num;
                 Ok(Reply::Ack(true))
             }

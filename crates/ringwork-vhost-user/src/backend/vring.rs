@@ -131,8 +131,18 @@ impl Connection {
                     None => tracing::warn!("vring {i}: inflight area does not fit this queue"),
                 }
             }
-        } else if self.inflight.is_some() {
-            tracing::warn!("vring {i}: packed rings are not tracked in the inflight area");
+        } else {
+            if self.inflight.is_some() {
+                tracing::warn!("vring {i}: packed rings are not tracked in the inflight area");
+            }
+            if v.base == 0 && fresh_packed_ring(&self.mem.memory(), addrs.desc) {
+                // Frontends that predate the packed ring-base encoding (Linux's
+                // virtio_uml) send 0 for a new ring, whose wrap counters are 1
+                // (VIRTIO 1.4 §2.8.1). A ring that really stopped at offset 0
+                // with both wrap counters 0 has descriptor 0 marked used (it
+                // was used in the previous lap), so the two cannot be confused.
+                pos = QueuePosition::default();
+            }
         }
         q.set_position(pos).map_err(|e| e.to_string())?;
         let mut rq = RunningQueue::new(i as u16, q, None);
@@ -239,4 +249,12 @@ impl Connection {
             }
         }
     }
+}
+
+/// Whether descriptor 0 of a packed ring at `desc` was never used (its
+/// VIRTQ_DESC_F_USED flag is clear): a ring in its first lap.
+fn fresh_packed_ring(mem: &ringwork_device::model::Memory, desc: u64) -> bool {
+    mem.slice(desc + 14, 2)
+        .and_then(|s| s.read_u16(0).ok())
+        .is_some_and(|flags| flags & ringwork_spec::ring::packed::VIRTQ_DESC_F_USED == 0)
 }
