@@ -270,9 +270,9 @@ fn open(c: &Common) -> anyhow::Result<Server> {
             if std::fs::metadata(format!("/proc/self/fd/{fd}")).is_err() {
                 anyhow::bail!("--fd {fd}: no such open file descriptor");
             }
+            #[allow(unsafe_code)]
             // SAFETY: the descriptor is open (checked above) and, by the
             // vhost-user conventions, handed to this process to own.
-            #[allow(unsafe_code)]
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
             Server::from_fd(owned).context("using --fd")
         }

@@ -29,7 +29,9 @@ fn print_capabilities_is_json_and_ignores_other_options() {
         .args(["serve", "rng", "--print-capabilities"])
         .output()
         .unwrap();
-    assert!(String::from_utf8(out.stdout).unwrap().contains("\"type\": \"rng\""));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("\"type\": \"rng\""));
 }
 
 #[test]
@@ -44,7 +46,10 @@ fn missing_image_is_a_setup_error_with_a_clear_message() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nope.img") && err.contains("no such file"), "{err}");
+    assert!(
+        err.contains("nope.img") && err.contains("no such file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -58,7 +63,11 @@ fn bad_options_are_usage_errors() {
         .args(["serve", "rng", "--socket-path", "/tmp/x", "--fd", "5"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "--socket-path and --fd conflict");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--socket-path and --fd conflict"
+    );
     let out = ringwork().args(["serve", "rng"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--socket-path"));
@@ -97,7 +106,10 @@ fn busy_socket_is_refused_and_sigterm_exits_promptly() {
         if let Some(s) = first.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "no exit on SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no exit on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");
@@ -109,7 +121,10 @@ fn invoked_as_a_vhost_user_backend_binary_name() {
     let d = temp("alias");
     let link = d.join("ringwork-vhost-user-blk");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ringwork"), &link).unwrap();
-    let out = Command::new(&link).arg("--print-capabilities").output().unwrap();
+    let out = Command::new(&link)
+        .arg("--print-capabilities")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"block\""));
 }
@@ -129,7 +144,12 @@ fn shipped_backend_descriptions_match_the_binary() {
             .output()
             .unwrap();
         let caps = String::from_utf8(out.stdout).unwrap();
-        let ty = caps.lines().find(|l| l.contains("\"type\"")).unwrap().trim().trim_end_matches(',');
+        let ty = caps
+            .lines()
+            .find(|l| l.contains("\"type\""))
+            .unwrap()
+            .trim()
+            .trim_end_matches(',');
         assert!(text.contains(ty), "{kind}: {ty} not in {text}");
     }
 }

@@ -130,6 +130,11 @@ info rng "$(cat /sys/class/misc/hw_random/rng_current)"
         &[],
         body,
     );
-    run.assert_checks(&["insmod-virtio_rng", "rng-current", "hwrng-read", "hwrng-nonzero"]);
+    run.assert_checks(&[
+        "insmod-virtio_rng",
+        "rng-current",
+        "hwrng-read",
+        "hwrng-nonzero",
+    ]);
     must(backend.check_alive(), "ringwork serve rng after the guest");
 }

@@ -66,9 +66,9 @@ pub fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         let rest = &mut buf[done..];
+        #[allow(unsafe_code)]
         // SAFETY: getrandom writes at most `rest.len()` bytes into `rest`,
         // a valid, exclusively borrowed buffer.
-        #[allow(unsafe_code)]
         let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
         if n < 0 {
             let e = std::io::Error::last_os_error();

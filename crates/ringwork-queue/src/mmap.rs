@@ -125,10 +125,9 @@ impl MmapRegion {
 
 impl Drop for MmapRegion {
     fn drop(&mut self) {
-        // SAFETY: we own this mapping, which starts `skip` bytes before
-        // `ptr` and is `len + skip` long; windows on it borrow `self`, so
-        // none outlive it.
-        unsafe { libc::munmap(self.ptr.sub(self.skip).cast(), self.len + self.skip) };
+        let (start, len) = (self.ptr.wrapping_sub(self.skip), self.len + self.skip);
+        // SAFETY: we own this mapping (`start`, `len`); windows borrow `self`.
+        unsafe { libc::munmap(start.cast(), len) };
     }
 }
 

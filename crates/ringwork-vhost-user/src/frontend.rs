@@ -90,6 +90,13 @@ impl Frontend {
     }
 
     fn recv_reply(&self, request: Request) -> Result<Vec<u8>, FrontendError> {
+        Ok(self.recv_reply_fds(request)?.0)
+    }
+
+    fn recv_reply_fds(
+        &self,
+        request: Request,
+    ) -> Result<(Vec<u8>, Vec<std::os::fd::OwnedFd>), FrontendError> {
         let mut hb = [0u8; msg::HEADER_SIZE];
         let mut fds = Vec::new();
         let n = sys::recv_with_fds(&self.sock, &mut hb, &mut fds)?;
@@ -109,7 +116,7 @@ impl Frontend {
         }
         let mut p = vec![0; h.size as usize];
         (&self.sock).read_exact(&mut p)?;
-        Ok(p)
+        Ok((p, fds))
     }
 
     /// A request with its own reply body.
@@ -320,6 +327,37 @@ impl Frontend {
     /// GET_STATUS.
     pub fn get_status(&self) -> Result<u8, FrontendError> {
         Ok(self.get_u64(Request::GET_STATUS)? as u8)
+    }
+
+    /// GET_INFLIGHT_FD: the backend's inflight area for `num_queues`
+    /// queues of `queue_size`, and its descriptor.
+    pub fn get_inflight_fd(
+        &self,
+        num_queues: u16,
+        queue_size: u16,
+    ) -> Result<(msg::Inflight, std::os::fd::OwnedFd), FrontendError> {
+        let d = msg::Inflight {
+            mmap_size: 0,
+            mmap_offset: 0,
+            num_queues,
+            queue_size,
+        };
+        self.send_raw(Request::GET_INFLIGHT_FD, 0, &d.to_bytes(), &[])?;
+        let (p, mut fds) = self.recv_reply_fds(Request::GET_INFLIGHT_FD)?;
+        let d = msg::Inflight::parse(Request::GET_INFLIGHT_FD, &p)?;
+        let fd = fds
+            .pop()
+            .ok_or(FrontendError::Failed("GET_INFLIGHT_FD (no fd)"))?;
+        Ok((d, fd))
+    }
+
+    /// SET_INFLIGHT_FD.
+    pub fn set_inflight_fd(
+        &self,
+        d: &msg::Inflight,
+        fd: BorrowedFd<'_>,
+    ) -> Result<(), FrontendError> {
+        self.send(Request::SET_INFLIGHT_FD, &d.to_bytes(), &[fd])
     }
 
     /// RESET_DEVICE.

@@ -333,3 +333,148 @@ fn busy_socket_is_refused() {
     let _a = Server::bind(&path).unwrap();
     assert!(matches!(Server::bind(&path), Err(ServeError::Busy(_))));
 }
+
+/// A device that reports a configuration change whenever a worker starts.
+struct ConfigChanger;
+
+impl ringwork_device::model::Device for ConfigChanger {
+    fn device_type(&self) -> ringwork_spec::device_id::DeviceType {
+        ringwork_spec::device_id::DeviceType(ringwork_spec::device_id::VIRTIO_ID_RNG)
+    }
+    fn features(&self) -> u64 {
+        ringwork_device::ring_features()
+    }
+    fn num_queues(&self) -> u16 {
+        1
+    }
+    fn config(&self) -> Vec<u8> {
+        vec![7; 8]
+    }
+    fn start_worker(
+        &self,
+        _queues: &[u16],
+        _features: u64,
+        events: Arc<dyn ringwork_device::model::DeviceEvents>,
+    ) -> Result<Box<dyn ringwork_device::model::QueueWorker>, ringwork_device::model::DeviceError>
+    {
+        events.config_changed();
+        Ok(Box::new(Idle))
+    }
+}
+
+struct Idle;
+
+impl ringwork_device::model::QueueWorker for Idle {
+    fn process(
+        &mut self,
+        _queues: &mut ringwork_device::model::QueueSet<'_>,
+    ) -> Result<(), ringwork_device::model::DeviceError> {
+        Ok(())
+    }
+}
+
+/// CONFIG + BACKEND_REQ: a device's configuration change reaches the
+/// frontend as VHOST_USER_BACKEND_CONFIG_CHANGE_MSG on the backend channel;
+/// GET_CONFIG reads in range work, reads beyond the space are refused.
+#[test]
+fn config_change_goes_through_the_backend_channel() {
+    use std::io::Read;
+    let dir = temp_dir("cfgchange");
+    let path = dir.0.join("c.sock");
+    let mut server = Server::bind(&path).unwrap();
+    let handle =
+        std::thread::spawn(move || server.serve(Arc::new(ConfigChanger), OnDisconnect::Exit));
+    let mut fe = Frontend::connect(&path).unwrap();
+    let features = (1 << VIRTIO_F_VERSION_1) | (1 << msg::F_PROTOCOL_FEATURES);
+    fe.set_features(features).unwrap();
+    let pf = (1 << protocol::REPLY_ACK) | (1 << protocol::CONFIG) | (1 << protocol::BACKEND_REQ);
+    fe.set_protocol_features(pf).unwrap();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    fe.set_backend_req_fd(theirs.as_fd()).unwrap();
+    drop(theirs);
+    assert_eq!(fe.get_config(2, 4).unwrap(), vec![7; 4]);
+    assert!(fe.get_config(6, 4).is_err(), "read past the config space");
+    // Start a ring: the device's worker reports a config change.
+    let fd = memfd(c"guest", MEM).unwrap();
+    fe.set_mem_table(
+        &[MemRegion {
+            guest_addr: 0,
+            size: MEM,
+            user_addr: UADDR,
+            mmap_offset: 0,
+        }],
+        &[fd.as_fd()],
+    )
+    .unwrap();
+    fe.set_vring_num(0, 64).unwrap();
+    fe.set_vring_addr(&VringAddr {
+        index: 0,
+        flags: 0,
+        desc: UADDR,
+        used: UADDR + 8192,
+        avail: UADDR + 4096,
+        log: 0,
+    })
+    .unwrap();
+    let kick = EventFd::new().unwrap();
+    fe.set_vring_kick(0, Some(kick.as_fd())).unwrap();
+    fe.set_vring_enable(0, true).unwrap();
+    let mut hdr = [0u8; 12];
+    ours.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (&ours).read_exact(&mut hdr).unwrap();
+    let h = msg::Header::parse(&hdr).unwrap();
+    assert_eq!(h.request.0, msg::backend_req::CONFIG_CHANGE_MSG);
+    assert_eq!(h.size, 0);
+    drop(fe);
+    handle.join().unwrap().unwrap();
+}
+
+/// INFLIGHT_SHMFD (split ring): buffers a crashed backend had popped but not
+/// used are resubmitted by the next one in the order they were popped
+/// (recorded counters), ahead of anything new; afterwards the area shows
+/// nothing in flight.
+#[test]
+fn inflight_buffers_are_resubmitted_in_pop_order() {
+    use ringwork_queue::mmap::MmapRegion;
+    let mut s = start("inflight");
+    let (desc, area_fd) = s.fe.get_inflight_fd(1, 64).unwrap();
+    assert!(desc.mmap_size > 0);
+    s.fe.set_inflight_fd(&desc, area_fd.as_fd()).unwrap();
+    let mut r = setup(&mut s, RingFormat::Split);
+    assert_eq!(request(&s, &mut r, 1, 16).len(), 16);
+    assert_eq!(s.fe.get_vring_base(0).unwrap(), 1);
+    // While the ring is stopped the driver adds B then C; pretend a crashed
+    // backend popped both, C first (counters 5 and 6).
+    let hb =
+        r.dq.add(&[], &[Segment::new(DATA + 2 * 4096, 16)], 2)
+            .unwrap();
+    let hc =
+        r.dq.add(&[], &[Segment::new(DATA + 3 * 4096, 16)], 3)
+            .unwrap();
+    let area = MmapRegion::from_fd(area_fd.as_fd(), 0, desc.mmap_size as usize).unwrap();
+    let w = area.as_slice();
+    for (head, counter) in [(hc, 5u64), (hb, 6u64)] {
+        let off = 16 + 16 * usize::from(head);
+        w.write_u64(off + 8, counter).unwrap();
+        w.write_u8(off, 1).unwrap();
+    }
+    // Restart as a frontend does after a crash: base = the used index.
+    s.fe.set_vring_base(0, 1).unwrap();
+    let kick = EventFd::new().unwrap();
+    s.fe.set_vring_kick(0, Some(kick.as_fd())).unwrap();
+    r.kick = kick;
+    let mut order = Vec::new();
+    let t = Instant::now();
+    while order.len() < 2 && t.elapsed() < Duration::from_secs(10) {
+        while let Some(u) = r.dq.pop_used().unwrap() {
+            order.push(u.token);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(order, vec![3, 2], "resubmitted in pop order (C, then B)");
+    for head in [hb, hc] {
+        assert_eq!(w.read_u8(16 + 16 * usize::from(head)).unwrap(), 0);
+    }
+    assert_eq!(w.read_u16(14).unwrap(), 3, "recorded used index");
+}
