@@ -206,6 +206,21 @@ impl Frontend {
         self.send(Request::SET_MEM_TABLE, &p, fds)
     }
 
+    /// ADD_MEM_REG (CONFIGURE_MEM_SLOTS).
+    pub fn add_mem_reg(&self, r: &MemRegion, fd: BorrowedFd<'_>) -> Result<(), FrontendError> {
+        self.send(Request::ADD_MEM_REG, &single_region(r), &[fd])
+    }
+
+    /// REM_MEM_REG (CONFIGURE_MEM_SLOTS).
+    pub fn rem_mem_reg(&self, r: &MemRegion) -> Result<(), FrontendError> {
+        self.send(Request::REM_MEM_REG, &single_region(r), &[])
+    }
+
+    /// GET_MAX_MEM_SLOTS.
+    pub fn get_max_mem_slots(&self) -> Result<u64, FrontendError> {
+        self.get_u64(Request::GET_MAX_MEM_SLOTS)
+    }
+
     /// SET_VRING_NUM.
     pub fn set_vring_num(&self, index: u32, num: u32) -> Result<(), FrontendError> {
         self.send(
@@ -369,4 +384,12 @@ impl Frontend {
     pub fn set_backend_req_fd(&self, fd: BorrowedFd<'_>) -> Result<(), FrontendError> {
         self.send(Request::SET_BACKEND_REQ_FD, &[], &[fd])
     }
+}
+
+fn single_region(r: &MemRegion) -> Vec<u8> {
+    let mut p = vec![0u8; 8];
+    for v in [r.guest_addr, r.size, r.user_addr, r.mmap_offset] {
+        p.extend_from_slice(&v.to_ne_bytes());
+    }
+    p
 }

@@ -478,3 +478,59 @@ fn inflight_buffers_are_resubmitted_in_pop_order() {
     }
     assert_eq!(w.read_u16(14).unwrap(), 3, "recorded used index");
 }
+
+/// CONFIGURE_MEM_SLOTS: memory added with ADD_MEM_REG serves a ring and
+/// buffers; REM_MEM_REG of an unknown region is refused (REPLY_ACK),
+/// RESET_DEVICE stops everything and the session can start again.
+#[test]
+fn mem_slots_and_reset_device() {
+    let mut s = start("memslots");
+    let _ = s.fe.get_features().unwrap();
+    let pf = (1 << protocol::REPLY_ACK)
+        | (1 << protocol::CONFIGURE_MEM_SLOTS)
+        | (1 << protocol::RESET_DEVICE);
+    s.fe.set_protocol_features(pf).unwrap();
+    assert_eq!(s.fe.get_max_mem_slots().unwrap(), 32);
+    let features = (1 << VIRTIO_F_VERSION_1) | (1 << msg::F_PROTOCOL_FEATURES);
+    s.fe.set_features(features).unwrap();
+    let region = MemRegion {
+        guest_addr: 0,
+        size: MEM,
+        user_addr: UADDR,
+        mmap_offset: 0,
+    };
+    s.fe.add_mem_reg(&region, s._memfd.as_fd()).unwrap();
+    let bogus = MemRegion {
+        guest_addr: 1 << 40,
+        ..region
+    };
+    assert!(s.fe.rem_mem_reg(&bogus).is_err(), "unknown region");
+    let (_, qf) = QueueFeatures::from_bits(features);
+    let mut dq = DriverQueue::new(
+        s.mem.clone(),
+        DriverQueueConfig::new(RingFormat::Split, 64, qf),
+    )
+    .unwrap();
+    let a = dq.addresses();
+    let (kick, call) = (EventFd::new().unwrap(), EventFd::new().unwrap());
+    s.fe.set_vring_num(0, 64).unwrap();
+    s.fe.set_vring_addr(&VringAddr {
+        index: 0,
+        flags: 0,
+        desc: UADDR + a.desc,
+        used: UADDR + a.device,
+        avail: UADDR + a.driver,
+        log: 0,
+    })
+    .unwrap();
+    s.fe.set_vring_call(0, Some(call.as_fd())).unwrap();
+    s.fe.set_vring_kick(0, Some(kick.as_fd())).unwrap();
+    s.fe.set_vring_enable(0, true).unwrap();
+    dq.add(&[], &[Segment::new(DATA, 32)], 1).unwrap();
+    kick.signal().unwrap();
+    assert!(wait(&call));
+    assert_eq!(dq.pop_used().unwrap().unwrap().len, 32);
+    s.fe.reset_device().unwrap();
+    assert_eq!(s.fe.get_status().unwrap(), 0);
+    s.fe.rem_mem_reg(&region).unwrap();
+}
