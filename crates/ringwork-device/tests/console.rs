@@ -17,9 +17,10 @@ use ringwork_device::model::Device;
 use ringwork_queue::RingFormat;
 use ringwork_spec::console::{
     ConsoleControl, ConsoleResize, CONSOLE_CONTROL_SIZE, VIRTIO_CONSOLE_CONSOLE_PORT,
-    VIRTIO_CONSOLE_DEVICE_ADD, VIRTIO_CONSOLE_DEVICE_READY, VIRTIO_CONSOLE_F_EMERG_WRITE,
-    VIRTIO_CONSOLE_F_MULTIPORT, VIRTIO_CONSOLE_F_SIZE, VIRTIO_CONSOLE_PORT_NAME,
-    VIRTIO_CONSOLE_PORT_OPEN, VIRTIO_CONSOLE_PORT_READY, VIRTIO_CONSOLE_RESIZE,
+    VIRTIO_CONSOLE_DEVICE_ADD, VIRTIO_CONSOLE_DEVICE_READY, VIRTIO_CONSOLE_DEVICE_REMOVE,
+    VIRTIO_CONSOLE_F_EMERG_WRITE, VIRTIO_CONSOLE_F_MULTIPORT, VIRTIO_CONSOLE_F_SIZE,
+    VIRTIO_CONSOLE_PORT_NAME, VIRTIO_CONSOLE_PORT_OPEN, VIRTIO_CONSOLE_PORT_READY,
+    VIRTIO_CONSOLE_RESIZE,
 };
 
 const FORMATS: [RingFormat; 2] = [RingFormat::Split, RingFormat::Packed];
@@ -752,4 +753,73 @@ fn control_state_survives_worker_restart_and_not_reset() {
         send(&mut h, &[ctrl(2, VIRTIO_CONSOLE_PORT_READY, 1)]),
         vec![msg(2, VIRTIO_CONSOLE_PORT_OPEN, 1)]
     );
+}
+
+/// VIRTIO 1.4 §5.3.6.2.1: DEVICE_ADD never names a port that exists (a
+/// port is added once until a device reset) nor one at or beyond
+/// `max_nr_ports`, and DEVICE_REMOVE is never sent (so never for a port
+/// that was not added), through a whole session: repeated DEVICE_READY,
+/// every port readied, a socket client coming and going, queues
+/// restarted, a device reset and a second handshake.
+#[test]
+fn device_adds_each_port_once_below_max_nr_ports_and_never_removes() {
+    for format in FORMATS {
+        let sock = sock_path(&format!("adds-{format}"));
+        let (console, _h0, _h1) = three_ports(&sock);
+        let config = console.config();
+        let max_nr_ports = u32::from_le_bytes(config[4..8].try_into().unwrap());
+        assert_eq!(max_nr_ports, 3);
+        let features = console.features();
+        let mut h = Harness::new(console, format).unwrap();
+        post_ctrl_buffers(&mut h, 64);
+        let ready = ctrl(0, VIRTIO_CONSOLE_DEVICE_READY, 1);
+        let ports_ready: Vec<Vec<u8>> = (0..3)
+            .map(|p| ctrl(p, VIRTIO_CONSOLE_PORT_READY, 1))
+            .collect();
+
+        // Messages of each epoch (between device resets).
+        let mut epochs: Vec<Vec<Msg>> = Vec::new();
+        let mut epoch = send(&mut h, &[ready.clone(), ready.clone()]);
+        epoch.extend(send(&mut h, &ports_ready));
+        epoch.extend(send(&mut h, std::slice::from_ref(&ready)));
+        let client = UnixStream::connect(&sock).unwrap();
+        h.run().unwrap();
+        epoch.extend(received(&mut h));
+        drop(client);
+        h.run().unwrap();
+        epoch.extend(received(&mut h));
+        h.restart_workers(features).unwrap();
+        epoch.extend(send(&mut h, std::slice::from_ref(&ready)));
+        epochs.push(epoch);
+
+        h.device().reset();
+        h.restart_workers(features).unwrap();
+        post_ctrl_buffers(&mut h, 64);
+        let mut epoch = send(&mut h, std::slice::from_ref(&ready));
+        epoch.extend(send(&mut h, &ports_ready));
+        epoch.extend(send(&mut h, std::slice::from_ref(&ready)));
+        epochs.push(epoch);
+
+        for (i, epoch) in epochs.iter().enumerate() {
+            let mut added: Vec<u32> = epoch
+                .iter()
+                .filter(|m| m.1 == VIRTIO_CONSOLE_DEVICE_ADD)
+                .map(|m| m.0)
+                .collect();
+            assert!(
+                added.iter().all(|&p| p < max_nr_ports),
+                "epoch {i}: {added:?}"
+            );
+            let n = added.len();
+            added.sort_unstable();
+            added.dedup();
+            assert_eq!(added.len(), n, "epoch {i}: a port added twice");
+            assert_eq!(added, [0, 1, 2], "epoch {i}: every port added");
+            assert!(
+                epoch.iter().all(|m| m.1 != VIRTIO_CONSOLE_DEVICE_REMOVE),
+                "epoch {i}: DEVICE_REMOVE sent: {epoch:?}"
+            );
+        }
+        assert!(h.broken_queues().is_empty());
+    }
 }
