@@ -122,7 +122,6 @@ pub struct Connection {
     device: Arc<dyn Device>,
     sock: UnixStream,
     features: u64,
-    features_set: bool,
     protocol: u64,
     mem: MemoryTable,
     vrings: Vec<Vring>,
@@ -186,7 +185,6 @@ impl Connection {
             device,
             sock,
             features: 0,
-            features_set: false,
             protocol: 0,
             mem,
             vrings: (0..n).map(|_| Vring::default()).collect(),
@@ -348,7 +346,6 @@ impl Connection {
                 }
                 tracing::debug!("features {f:#x}");
                 self.features = f;
-                self.features_set = true;
                 self.device
                     .set_features(f & !(1 << msg::F_PROTOCOL_FEATURES));
                 Ok(Reply::Ack(true))
@@ -603,7 +600,6 @@ impl Connection {
             *v = Vring::default();
         }
         self.features = 0;
-        self.features_set = false;
         self.status = 0;
         self.failed.store(false, Ordering::SeqCst);
         self.device.reset();
