@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use ringwork_queue::device::DeviceQueue;
 use ringwork_queue::driver::{DriverQueue, DriverQueueConfig};
-use ringwork_queue::mem::{Dma, DmaBuffer, GuestMemory};
+use ringwork_queue::mem::GuestMemory;
 use ringwork_queue::mmap::MmapRegion;
 use ringwork_queue::{QueueFeatures, RingFormat, Segment};
 use ringwork_spec::features::VIRTIO_F_RING_PACKED;
@@ -70,7 +70,7 @@ struct Pending {
 pub struct Harness<D: Device> {
     device: Arc<D>,
     mem: Arc<Memory>,
-    drivers: Vec<DriverQueue<ArcMemory, (Token, Pending)>>,
+    drivers: Vec<DriverQueue<Arc<Memory>, (Token, Pending)>>,
     groups: Vec<Group>,
     next_data: u64,
     next_token: Token,
@@ -83,20 +83,6 @@ impl<D: Device> core::fmt::Debug for Harness<D> {
         f.debug_struct("Harness").finish_non_exhaustive()
     }
 }
-
-/// Dma over shared guest memory (the harness's driver queues).
-impl Dma for ArcMemory {
-    fn alloc(&self, len: usize, align: usize) -> Option<DmaBuffer> {
-        self.0.alloc(len, align)
-    }
-    fn dealloc(&self, buffer: DmaBuffer) {
-        self.0.dealloc(buffer)
-    }
-}
-
-/// Shared guest memory usable as a [`Dma`] allocator.
-#[derive(Debug, Clone)]
-pub struct ArcMemory(pub Arc<Memory>);
 
 impl<D: Device> Harness<D> {
     /// Negotiates every feature the device offers that the harness
@@ -134,10 +120,8 @@ impl<D: Device> Harness<D> {
         for q in 0..device.num_queues() {
             let mut cfg = DriverQueueConfig::new(format, size, qf);
             cfg.index = q;
-            drivers.push(
-                DriverQueue::new(ArcMemory(mem.clone()), cfg)
-                    .expect("driver queue in harness memory"),
-            );
+            drivers
+                .push(DriverQueue::new(mem.clone(), cfg).expect("driver queue in harness memory"));
         }
         let events = Arc::new(EventLog::default());
         let mut groups = Vec::new();

@@ -152,10 +152,11 @@ pub trait QueueWorker: Send {
 pub trait InflightLog: Send {
     /// A chain with head (split) or buffer id (packed) `id` was popped.
     fn popped(&mut self, id: u16);
-    /// These buffers are about to be published as used.
-    fn completing(&mut self, ids: &[u16]);
+    /// These buffers (tokens and lengths) are about to be published as
+    /// used.
+    fn completing(&mut self, batch: &[(UsedToken, u32)]);
     /// They were published; the device's used index is now `used_idx`.
-    fn completed(&mut self, ids: &[u16], used_idx: u16);
+    fn completed(&mut self, batch: &[(UsedToken, u32)], used_idx: u16);
 }
 
 /// One running queue, as hosts hand it to workers.
@@ -313,12 +314,8 @@ impl<'a> QueueCtx<'a> {
         if batch.is_empty() {
             return Ok(());
         }
-        let ids: Vec<u16> = match self.q.inflight {
-            Some(_) => batch.iter().map(|(t, _)| t.id()).collect(),
-            None => Vec::new(),
-        };
         if let Some(log) = self.q.inflight.as_mut() {
-            log.completing(&ids);
+            log.completing(batch);
         }
         self.q
             .queue
@@ -326,7 +323,7 @@ impl<'a> QueueCtx<'a> {
             .map_err(|e| self.err(e))?;
         self.q.pending = true;
         if let Some(log) = self.q.inflight.as_mut() {
-            log.completed(&ids, self.q.queue.position().next_used);
+            log.completed(batch, self.q.queue.position().next_used);
         }
         Ok(())
     }

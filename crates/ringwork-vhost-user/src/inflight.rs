@@ -21,6 +21,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use ringwork_device::model::InflightLog;
+use ringwork_queue::device::UsedToken;
 use ringwork_queue::mmap::MmapRegion;
 use ringwork_queue::MemSlice;
 
@@ -220,10 +221,10 @@ impl InflightLog for SplitLog {
         }
     }
 
-    fn completing(&mut self, ids: &[u16]) {
+    fn completing(&mut self, batch: &[(UsedToken, u32)]) {
         let size = self.size;
         if let Some(r) = self.region() {
-            for &i in ids.iter().filter(|&&i| i < size) {
+            for i in batch.iter().map(|(t, _)| t.id()).filter(|&i| i < size) {
                 if let Ok(head) = r.read_u16(12) {
                     let _ = r.write_u16(Self::desc(i) + 6, head);
                     let _ = r.write_u16(12, i);
@@ -232,10 +233,10 @@ impl InflightLog for SplitLog {
         }
     }
 
-    fn completed(&mut self, ids: &[u16], used_idx: u16) {
+    fn completed(&mut self, batch: &[(UsedToken, u32)], used_idx: u16) {
         let size = self.size;
         if let Some(r) = self.region() {
-            for &i in ids.iter().filter(|&&i| i < size) {
+            for i in batch.iter().map(|(t, _)| t.id()).filter(|&i| i < size) {
                 let _ = r.write_u8(Self::desc(i), 0);
             }
             let _ = r.write_u16(14, used_idx);
@@ -246,6 +247,19 @@ impl InflightLog for SplitLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringwork_queue::device::DeviceQueue;
+    use ringwork_queue::{QueueAddresses, QueueFeatures, RingFormat};
+
+    /// A used batch of `ids`, each with length 0.
+    fn batch(ids: &[u16]) -> Vec<(UsedToken, u32)> {
+        let addrs = QueueAddresses {
+            desc: 0,
+            driver: 4096,
+            device: 8192,
+        };
+        let q = DeviceQueue::new(RingFormat::Split, 8, addrs, QueueFeatures::default()).unwrap();
+        ids.iter().map(|&i| (q.inflight_token(i, 1), 0)).collect()
+    }
 
     #[test]
     fn split_log_records_and_recovers_in_pop_order() {
@@ -256,8 +270,8 @@ mod tests {
         log.popped(5);
         log.popped(2);
         log.popped(7);
-        log.completing(&[2]);
-        log.completed(&[2], 1);
+        log.completing(&batch(&[2]));
+        log.completed(&batch(&[2]), 1);
         // A restart finds 5 then 7 in flight, in the order they were popped.
         let (_log, heads) = area.split_queue(1, 8, 1).unwrap();
         assert_eq!(heads, vec![5, 7]);
@@ -275,7 +289,7 @@ mod tests {
         log.popped(4);
         // Crash after the used index was published (now 2) but before the
         // inflight flags were cleared.
-        log.completing(&[3, 4]);
+        log.completing(&batch(&[3, 4]));
         let (_, heads) = area.split_queue(0, 8, 2).unwrap();
         assert!(heads.is_empty(), "the last batch was completed: {heads:?}");
     }

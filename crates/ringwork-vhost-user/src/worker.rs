@@ -124,8 +124,14 @@ impl Group {
                 let _ = self.wake.drain();
             }
             let mut st = self.lock();
+            // Reset the kick eventfds that fired (tokens below DEVICE_FD
+            // are queue indices); the others are not read.
             for f in &st.fds {
-                if let Some(k) = &f.kick {
+                if let Some(k) = f
+                    .kick
+                    .as_ref()
+                    .filter(|_| ready.contains(&u64::from(f.index)))
+                {
                     let _ = k.drain();
                 }
             }

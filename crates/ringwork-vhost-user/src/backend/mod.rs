@@ -244,18 +244,24 @@ impl Connection {
         );
         let reply = self.dispatch(h, &payload, fds)?;
         match reply {
-            Reply::Payload(p) => self.send_reply(h, &p)?,
+            Reply::Payload(p) => self.send_reply(h, &p, &[])?,
             Reply::Sent => {}
             Reply::Ack(ok) => {
                 if h.need_reply() && self.has_protocol(protocol::REPLY_ACK) {
-                    self.send_reply(h, &u64::from(!ok).to_ne_bytes())?;
+                    self.send_reply(h, &u64::from(!ok).to_ne_bytes(), &[])?;
                 }
             }
         }
         Ok(true)
     }
 
-    fn send_reply(&self, h: Header, payload: &[u8]) -> Result<(), BackendError> {
+    /// Sends the reply to `h` with `payload` and descriptors `fds`.
+    fn send_reply(
+        &self,
+        h: Header,
+        payload: &[u8],
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> Result<(), BackendError> {
         let rh = Header {
             request: h.request,
             flags: msg::VERSION | msg::FLAG_REPLY,
@@ -264,20 +270,7 @@ impl Connection {
         let mut b = Vec::with_capacity(msg::HEADER_SIZE + payload.len());
         b.extend_from_slice(&rh.to_bytes());
         b.extend_from_slice(payload);
-        sys::send_with_fds(&self.sock, &b, &[])?;
-        Ok(())
-    }
-
-    fn send_reply_fd(&self, h: Header, payload: &[u8], fd: &OwnedFd) -> Result<(), BackendError> {
-        use std::os::fd::AsFd;
-        let rh = Header {
-            request: h.request,
-            flags: msg::VERSION | msg::FLAG_REPLY,
-            size: payload.len() as u32,
-        };
-        let mut b = rh.to_bytes().to_vec();
-        b.extend_from_slice(payload);
-        sys::send_with_fds(&self.sock, &b, &[fd.as_fd()])?;
+        sys::send_with_fds(&self.sock, &b, fds)?;
         Ok(())
     }
 
@@ -566,7 +559,7 @@ impl Connection {
                 let d = msg::Inflight::parse(r, p)?;
                 let (area, desc) = InflightArea::create(d.num_queues, d.queue_size)
                     .map_err(|e| proto(r, e.to_string()))?;
-                self.send_reply_fd(h, &desc.to_bytes(), area.fd())?;
+                self.send_reply(h, &desc.to_bytes(), &[std::os::fd::AsFd::as_fd(area.fd())])?;
                 self.inflight = Some(area);
                 Ok(Reply::Sent)
             }
