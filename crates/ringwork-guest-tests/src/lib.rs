@@ -49,6 +49,7 @@
 
 mod backend;
 pub mod checks;
+mod data;
 mod elf;
 mod initramfs;
 mod modules;
@@ -62,6 +63,7 @@ use std::time::Duration;
 
 pub use backend::{qsd_blk_command, Backend, TempDir};
 pub use checks::{assert_checks, parse_checks, Check, CheckReport, CheckStatus};
+pub use data::{make_image, pattern};
 pub use initramfs::Initramfs;
 pub use modules::{read_module, ModuleTree};
 pub use process::GuestRun;

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use ringwork_guest_tests::{
-    boot_qemu, boot_uml, guest_kernel, qsd_blk_command, uml_modules, Backend, Initramfs, QemuGuest,
-    TempDir, UmlGuest,
+    boot_qemu, boot_uml, guest_kernel, make_image, pattern, qsd_blk_command, uml_modules, Backend,
+    Initramfs, QemuGuest, TempDir, UmlGuest,
 };
 
 /// Size of the disk image exported by qemu-storage-daemon.
@@ -23,26 +23,6 @@ const PATTERN_OFFSET: u64 = 48 << 20;
 /// captured guest/backend output and install hints).
 fn must<T>(result: ringwork_guest_tests::Result<T>, what: &str) -> T {
     result.unwrap_or_else(|e| panic!("{what}: {e}"))
-}
-
-/// A deterministic, incompressible-looking pattern (xorshift64).
-fn pattern(seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(PATTERN_LEN);
-    while out.len() < PATTERN_LEN {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out
-}
-
-/// A zero-filled raw image of `DISK_SIZE` bytes.
-fn make_image(path: &Path) {
-    File::create(path)
-        .and_then(|f| f.set_len(DISK_SIZE))
-        .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
 }
 
 /// Checks on the host that the guest's raw write reached the backend's file.
@@ -98,7 +78,7 @@ fn uml_guest_makes_ext4_on_qemu_storage_daemon() {
     let tmp = must(TempDir::new("uml-qsd"), "temp dir");
     let image = tmp.join("disk.img");
     let socket = tmp.join("qsd.sock");
-    make_image(&image);
+    make_image(&image, DISK_SIZE);
     let backend = must(
         Backend::spawn(
             must(qsd_blk_command(&image, &socket, 1), "qsd command"),
@@ -108,7 +88,7 @@ fn uml_guest_makes_ext4_on_qemu_storage_daemon() {
         "starting qemu-storage-daemon",
     );
 
-    let data = pattern(0x5eed_0001);
+    let data = pattern(0x5eed_0001, PATTERN_LEN);
     let modules = must(
         must(uml_modules(), "UML module tree").resolve(&["virtio_blk"]),
         "resolving virtio_blk",
@@ -164,7 +144,7 @@ fn qemu_guest_does_raw_io_on_qemu_storage_daemon() {
     let tmp = must(TempDir::new("qemu-qsd"), "temp dir");
     let image = tmp.join("disk.img");
     let socket = tmp.join("qsd.sock");
-    make_image(&image);
+    make_image(&image, DISK_SIZE);
     let backend = must(
         Backend::spawn(
             must(qsd_blk_command(&image, &socket, 2), "qsd command"),
@@ -180,7 +160,7 @@ fn qemu_guest_does_raw_io_on_qemu_storage_daemon() {
         tree.resolve(&["virtio_pci", "virtio_blk"]),
         "resolving virtio_pci, virtio_blk",
     );
-    let data = pattern(0x5eed_0002);
+    let data = pattern(0x5eed_0002, PATTERN_LEN);
     let initrd = tmp.join("initrd.gz");
     must(
         Initramfs::new()

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ringwork_guest_tests::Backend;
+pub use ringwork_guest_tests::{make_image, pattern};
 
 /// Unwraps a harness result, panicking with the full error (captured guest
 /// and backend output, install hints).
@@ -28,27 +29,6 @@ pub fn serve(args: &[&str], socket: &Path) -> Backend {
         Backend::spawn(cmd, socket, Duration::from_secs(10)),
         "starting ringwork serve",
     )
-}
-
-/// A zero-filled raw image.
-pub fn make_image(path: &Path, size: u64) {
-    File::create(path)
-        .and_then(|f| f.set_len(size))
-        .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-}
-
-/// A deterministic pattern of `len` bytes (xorshift64).
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Reads the whole image.
