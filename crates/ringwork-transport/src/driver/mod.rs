@@ -102,6 +102,13 @@ pub enum TransportError {
     /// DEVICE_NEEDS_RESET instead (§3.4.2).
     #[error("device failed to suspend or resume")]
     SuspendFailed,
+    /// The connection to the device is gone (a vhost-user backend closed
+    /// its socket, or a message failed).
+    #[error("device connection lost: {0}")]
+    Disconnected(&'static str),
+    /// The device did not answer in time (a bounded wait ran out).
+    #[error("device did not respond in time")]
+    Unresponsive,
     /// The device refused an MSI-X vector mapping (reads back NO_VECTOR).
     #[error("MSI-X vector {0} refused")]
     VectorRefused(u16),
@@ -207,6 +214,19 @@ pub trait Transport {
 
     /// Reads (and acknowledges) why the device interrupted.
     fn ack_interrupt(&mut self) -> InterruptCause;
+
+    /// Waits until the device may have sent a notification (a used buffer
+    /// or a configuration change) and returns; spurious returns are
+    /// allowed. Callers check their queues and [`Transport::ack_interrupt`]
+    /// afterwards. The default only hints a spin loop (polling); transports
+    /// with something to block on (vhost-user call eventfds) block, for a
+    /// bounded time, and report a dead peer as
+    /// [`TransportError::Disconnected`] or a silent one as
+    /// [`TransportError::Unresponsive`].
+    fn wait_interrupt(&mut self) -> Result<(), TransportError> {
+        core::hint::spin_loop();
+        Ok(())
+    }
 
     /// Whether this transport can carry transport feature `bit` (§2.2.1:
     /// the driver ignores features not supported for the transport). The
