@@ -152,6 +152,14 @@ pub trait QueueWorker: Send {
 pub trait InflightLog: Send {
     /// A chain with head (split) or buffer id (packed) `id` was popped.
     fn popped(&mut self, id: u16);
+    /// `chain` was popped. [`QueueCtx`] calls this; the default records
+    /// the id with [`Self::popped`]. A log that keeps copies of the
+    /// descriptors (packed rings, whose slots the used entries overwrite)
+    /// reads them from the chain
+    /// ([`DescChain::packed_descriptors`](ringwork_queue::device::DescChain::packed_descriptors)).
+    fn popped_chain(&mut self, chain: &DescChain) {
+        self.popped(chain.id());
+    }
     /// These buffers (tokens and lengths) are about to be published as
     /// used.
     fn completing(&mut self, batch: &[(UsedToken, u32)]);
@@ -291,7 +299,7 @@ impl<'a> QueueCtx<'a> {
             .map_err(|e| self.err(e))?;
         if got {
             if let Some(log) = self.q.inflight.as_mut() {
-                log.popped(chain.id());
+                log.popped_chain(chain);
             }
         }
         Ok(got)

@@ -15,8 +15,10 @@
 use alloc::vec::Vec;
 
 use super::error::ChainError;
+use super::saved::SavedDesc;
 use crate::mem::{GuestMemory, MemSlice};
 use crate::types::Segment;
+use ringwork_spec::ring::{VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
 
 /// Segments stored inline in a [`DescChain`] before spilling to the heap.
 pub const INLINE_SEGMENTS: usize = 8;
@@ -36,6 +38,21 @@ impl UsedToken {
     pub fn id(&self) -> u16 {
         self.id
     }
+
+    /// Ring descriptors the chain occupied: packed rings advance the used
+    /// position by this much when it is completed (1 for split rings).
+    pub fn ring_slots(&self) -> u16 {
+        self.ring_slots
+    }
+
+    /// Where the chain was taken from: packed rings, the ring offset of its
+    /// first descriptor (unique among the chains in flight); split rings,
+    /// the available index it was popped at (0 for [`chain_at`]).
+    ///
+    /// [`chain_at`]: super::DeviceQueue::chain_at
+    pub fn position(&self) -> u16 {
+        self.seq
+    }
 }
 
 /// A validated descriptor chain: a private copy made in one pass over the
@@ -54,6 +71,8 @@ pub struct DescChain {
     readable_len: u32,
     writable_len: u32,
     indirect: bool,
+    /// The indirect table's address and length (when `indirect`).
+    table: (u64, u32),
 }
 
 impl Default for DescChain {
@@ -89,6 +108,7 @@ impl DescChain {
             readable_len: 0,
             writable_len: 0,
             indirect: false,
+            table: (0, 0),
         }
     }
 
@@ -144,6 +164,45 @@ impl DescChain {
         self.writable_len
     }
 
+    /// The descriptors a packed ring held for this chain, in ring order,
+    /// as [`DeviceQueue::chain_from_descriptors`] takes them back: the one
+    /// indirect descriptor of an indirect chain, otherwise one descriptor
+    /// per segment (`VIRTQ_DESC_F_WRITE` on the device-writable ones,
+    /// `VIRTQ_DESC_F_NEXT` on all but the last). Every entry carries the
+    /// chain's buffer id. Rebuilt from the validated copy, so it holds no
+    /// driver-written bits beyond those (for split chains with direct
+    /// descriptors ahead of an indirect table, only the table is listed).
+    ///
+    /// [`DeviceQueue::chain_from_descriptors`]: super::DeviceQueue::chain_from_descriptors
+    pub fn packed_descriptors(&self) -> impl ExactSizeIterator<Item = SavedDesc> + '_ {
+        let id = self.token.id;
+        let n = if self.indirect { 1 } else { self.count };
+        (0..n).map(move |i| {
+            if self.indirect {
+                return SavedDesc {
+                    addr: self.table.0,
+                    len: self.table.1,
+                    id,
+                    flags: VIRTQ_DESC_F_INDIRECT,
+                };
+            }
+            let seg = self.segments()[i as usize];
+            let mut flags = 0;
+            if i >= self.readable {
+                flags |= VIRTQ_DESC_F_WRITE;
+            }
+            if i + 1 < n {
+                flags |= VIRTQ_DESC_F_NEXT;
+            }
+            SavedDesc {
+                addr: seg.addr,
+                len: seg.len,
+                id,
+                flags,
+            }
+        })
+    }
+
     /// A reader over the device-readable part.
     pub fn reader<'c, M: GuestMemory + ?Sized>(&'c self, mem: &'c M) -> ChainReader<'c, M> {
         ChainReader {
@@ -178,8 +237,9 @@ impl DescChain {
     }
 
     #[inline]
-    pub(crate) fn set_indirect(&mut self) {
+    pub(crate) fn set_indirect(&mut self, addr: u64, len: u32) {
         self.indirect = true;
+        self.table = (addr, len);
     }
 
     /// Validates and appends one descriptor's buffer.

@@ -88,6 +88,17 @@ pub enum ChainError {
         /// Ring offset of the descriptor.
         index: u16,
     },
+    /// (Packed) a saved descriptor list does not form exactly one chain
+    /// (see [`DeviceQueue::chain_from_descriptors`]): it is empty, a
+    /// descriptor before the last lacks VIRTQ_DESC_F_NEXT, or the last has
+    /// it.
+    ///
+    /// [`DeviceQueue::chain_from_descriptors`]: super::DeviceQueue::chain_from_descriptors
+    #[error("saved descriptor {index} does not fit one chain (VIRTQ_DESC_F_NEXT)")]
+    SavedListMismatch {
+        /// Position of the offending descriptor in the list.
+        index: u16,
+    },
 }
 
 /// An operation on a device-side queue failed.

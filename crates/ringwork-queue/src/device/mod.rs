@@ -29,11 +29,13 @@
 mod chain;
 mod error;
 pub(crate) mod packed;
+mod saved;
 mod split;
 
 pub use chain::{ChainReader, ChainWriter, DescChain, UsedToken, INLINE_SEGMENTS};
 pub use error::{ChainError, ConfigError, DeviceQueueError, RingArea};
 pub(crate) use packed::advance;
+pub use saved::SavedDesc;
 
 use crate::mem::{GuestMemory, MemSlice};
 use crate::types::{QueueAddresses, QueueFeatures, QueuePosition, RingFormat};
@@ -506,7 +508,8 @@ impl DeviceQueue {
     /// inflight tracking: a restarted device resubmits it). The chain is
     /// validated like a popped one; the avail ring is not touched. Packed
     /// rings refuse (their in-flight descriptors may have been overwritten
-    /// by used entries; the caller must keep copies).
+    /// by used entries; the caller keeps copies and uses
+    /// [`Self::chain_from_descriptors`]).
     pub fn chain_at<M: GuestMemory + ?Sized>(
         &self,
         mem: &M,
@@ -517,6 +520,39 @@ impl DeviceQueue {
             Ring::Split(_) => split::chain_at(&self.core, mem, head, chain),
             Ring::Packed(_) => Err(DeviceQueueError::Usage(
                 "chain_at: packed rings keep no descriptor table",
+            )),
+        }
+    }
+
+    /// Rebuilds a packed ring's chain from copies of the ring descriptors
+    /// it occupied ([`DescChain::packed_descriptors`], e.g. kept by
+    /// vhost-user inflight tracking), for a buffer that was in flight when
+    /// the position was restored ([`Self::set_position`]). `pos` is the
+    /// ring offset the chain is taken to start at (below the queue size):
+    /// under VIRTIO_F_IN_ORDER the chains must be completed from the used
+    /// position on, so give consecutive chains consecutive offsets from it.
+    ///
+    /// The copies are untrusted and validated exactly as a pop validates
+    /// the ring (buffers inside shared memory without overflow, readable
+    /// before writable, VIRTQ_DESC_F_NEXT on all but the last, indirect
+    /// tables only when negotiated, alone, of a valid length within the
+    /// limit); the ring itself is not read.
+    /// The chain's token carries the last descriptor's buffer id and the
+    /// number of descriptors as its ring slots. Split rings refuse (they
+    /// re-read their descriptor table with [`Self::chain_at`]). Errors
+    /// leave the queue as it was; the caller decides whether to mark it
+    /// broken.
+    pub fn chain_from_descriptors<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+        descs: &[SavedDesc],
+        pos: u16,
+        chain: &mut DescChain,
+    ) -> Result<(), DeviceQueueError> {
+        match self.ring {
+            Ring::Packed(_) => saved::rebuild(&self.core, mem, descs, pos, chain),
+            Ring::Split(_) => Err(DeviceQueueError::Usage(
+                "chain_from_descriptors: split rings re-read their table (chain_at)",
             )),
         }
     }

@@ -86,20 +86,7 @@ pub(super) fn pop<M: GuestMemory + ?Sized>(
             if n > 1 || flags & VIRTQ_DESC_F_NEXT != 0 {
                 return Err(ChainError::IndirectChained.into());
             }
-            let entries = q.indirect_entries(len)?;
-            let table = mem
-                .slice(addr, len as usize)
-                .ok_or(ChainError::OutOfMemory { addr, len })?;
-            chain.set_indirect();
-            for i in 0..entries as usize {
-                let off = i * DESC_SIZE;
-                let a = table.read_u64(off)?;
-                let rest = table.read_u64(off + 8)?;
-                // Only WRITE is valid in an indirect table; other flags and
-                // the buffer id are reserved and ignored (§2.8.7).
-                let f = (rest >> 48) as u16;
-                chain.push(mem, a, rest as u32, f & VIRTQ_DESC_F_WRITE != 0)?;
-            }
+            push_indirect(q, mem, chain, addr, len)?;
             break id;
         }
         chain.push(mem, addr, len, flags & VIRTQ_DESC_F_WRITE != 0)?;
@@ -115,6 +102,33 @@ pub(super) fn pop<M: GuestMemory + ?Sized>(
     st.avail_pos = pos;
     st.avail_wrap = wrap;
     Ok(true)
+}
+
+/// Validates an indirect table (length, limit, inside shared memory) and
+/// appends its entries to `chain`.
+#[inline]
+pub(super) fn push_indirect<M: GuestMemory + ?Sized>(
+    q: &Core,
+    mem: &M,
+    chain: &mut DescChain,
+    addr: u64,
+    len: u32,
+) -> Result<(), DeviceQueueError> {
+    let entries = q.indirect_entries(len)?;
+    let table = mem
+        .slice(addr, len as usize)
+        .ok_or(ChainError::OutOfMemory { addr, len })?;
+    chain.set_indirect(addr, len);
+    for i in 0..entries as usize {
+        let off = i * DESC_SIZE;
+        let a = table.read_u64(off)?;
+        let rest = table.read_u64(off + 8)?;
+        // Only WRITE is valid in an indirect table; other flags and the
+        // buffer id are reserved and ignored (§2.8.7).
+        let f = (rest >> 48) as u16;
+        chain.push(mem, a, rest as u32, f & VIRTQ_DESC_F_WRITE != 0)?;
+    }
+    Ok(())
 }
 
 pub(super) fn add_used<M: GuestMemory + ?Sized>(

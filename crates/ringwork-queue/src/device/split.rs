@@ -124,7 +124,7 @@ fn walk<M: GuestMemory + ?Sized>(
             let itable = mem
                 .slice(addr, len as usize)
                 .ok_or(ChainError::OutOfMemory { addr, len })?;
-            chain.set_indirect();
+            chain.set_indirect(addr, len);
             return walk(q, mem, &itable, entries, 0, chain, true);
         }
         chain.push(mem, addr, len, flags & VIRTQ_DESC_F_WRITE != 0)?;

@@ -1,6 +1,9 @@
 //! Starting, parking and stopping vrings (vhost-user.rst, "Starting and
 //! stopping rings"), and building their device-side queues from what the
-//! frontend configured.
+//! frontend configured. With an inflight area ([`crate::inflight`]), the
+//! buffers a previous backend left in flight are resubmitted: split rings
+//! re-read them from the descriptor table, packed rings rebuild them from
+//! the area's copies and continue from the recorded used position.
 //!
 //! Trust and panic contract: ring addresses, sizes and bases come from the
 //! frontend; a ring that does not lie in shared memory or has an invalid
@@ -9,7 +12,7 @@
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use ringwork_device::model::{Notify, RunningQueue};
+use ringwork_device::model::{InflightLog, Notify, RunningQueue};
 use ringwork_queue::device::{DescChain, DeviceQueue};
 use ringwork_queue::{GuestMemory, QueueAddresses, QueueFeatures, QueuePosition, RingFormat};
 
@@ -108,12 +111,13 @@ impl Connection {
         };
         let mut q = DeviceQueue::new(format, v.size, addrs, qf).map_err(|e| e.to_string())?;
         let mut pos = QueuePosition::from_vhost_user_base(format, v.base);
-        let mut resubmit = Vec::new();
-        let mut log = None;
+        let mem = self.mem.memory();
+        let mut heads = Vec::new();
+        let mut saved = Vec::new();
+        let mut log: Option<Box<dyn InflightLog>> = None;
         if format == RingFormat::Split {
             // The used index lives in the ring (vhost-user gives only the
             // avail base): read it so that restarts continue correctly.
-            let mem = self.mem.memory();
             let idx = mem
                 .slice(addrs.device + 2, 2)
                 .and_then(|s| s.load_u16_acquire(0).ok())
@@ -121,21 +125,18 @@ impl Connection {
             pos.next_used = idx;
             if let Some(area) = &self.inflight {
                 match area.split_queue(i as u16, v.size, idx) {
-                    Some((l, heads)) => {
+                    Some((l, h)) => {
                         // Buffers popped before a restart and never used are
                         // resubmitted; the avail position follows them.
-                        pos.next_avail = idx.wrapping_add(heads.len() as u16);
-                        resubmit = heads;
-                        log = Some(l);
+                        pos.next_avail = idx.wrapping_add(h.len() as u16);
+                        heads = h;
+                        log = Some(Box::new(l));
                     }
                     None => tracing::warn!("vring {i}: inflight area does not fit this queue"),
                 }
             }
         } else {
-            if self.inflight.is_some() {
-                tracing::warn!("vring {i}: packed rings are not tracked in the inflight area");
-            }
-            if v.base == 0 && fresh_packed_ring(&self.mem.memory(), addrs.desc) {
+            if v.base == 0 && fresh_packed_ring(&mem, addrs.desc) {
                 // Frontends that predate the packed ring-base encoding (Linux's
                 // virtio_uml) send 0 for a new ring, whose wrap counters are 1
                 // (VIRTIO 1.4 §2.8.1). A ring that really stopped at offset 0
@@ -143,15 +144,46 @@ impl Connection {
                 // was used in the previous lap), so the two cannot be confused.
                 pos = QueuePosition::default();
             }
+            if let Some(area) = &self.inflight {
+                // Copies of the in-flight chains' descriptors, and the used
+                // position the crashed backend recorded (the frontend's base
+                // cannot know it); the ring is read only to tell whether a
+                // half-recorded batch of used entries reached the driver.
+                let ring_flags = |slot: u16| {
+                    let at = addrs.desc + u64::from(slot) * ringwork_spec::ring::DESC_SIZE as u64;
+                    mem.slice(at + 14, 2)
+                        .and_then(|s| s.load_u16_acquire(0).ok())
+                };
+                match area.packed_queue(i as u16, v.size, pos, ring_flags) {
+                    Some(rec) => {
+                        pos = rec.position;
+                        saved = rec.chains;
+                        log = Some(Box::new(rec.log));
+                    }
+                    None => tracing::warn!("vring {i}: inflight area does not fit this queue"),
+                }
+            }
         }
         q.set_position(pos).map_err(|e| e.to_string())?;
         let mut rq = RunningQueue::new(i as u16, q, None);
-        let mem = self.mem.memory();
-        for head in resubmit {
+        for head in heads {
             let mut c = DescChain::new();
             rq.queue
                 .chain_at(&*mem, head, &mut c)
                 .map_err(|e| format!("resubmitting in-flight head {head}: {e}"))?;
+            rq.resubmit.push_back(c);
+        }
+        for (at, descs) in &saved {
+            let mut c = DescChain::new();
+            if let Err(e) = rq.queue.chain_from_descriptors(&*mem, descs, *at, &mut c) {
+                // The saved copies are the frontend's to corrupt: like a bad
+                // buffer from the driver, this breaks the queue (the driver
+                // sees DEVICE_NEEDS_RESET once the worker touches it).
+                tracing::warn!("vring {i}: in-flight buffer at {at} cannot be resubmitted: {e}");
+                rq.queue.mark_broken();
+                rq.resubmit.clear();
+                break;
+            }
             rq.resubmit.push_back(c);
         }
         if !rq.resubmit.is_empty() {
@@ -161,7 +193,7 @@ impl Connection {
                 "resubmitting in-flight buffers"
             );
         }
-        rq.inflight = log.map(|l| Box::new(l) as Box<dyn ringwork_device::model::InflightLog>);
+        rq.inflight = log;
         Ok(rq)
     }
 

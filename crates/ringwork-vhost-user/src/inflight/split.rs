@@ -1,23 +1,7 @@
-//! In-flight I/O tracking (vhost-user.rst, "Inflight I/O tracking";
-//! protocol feature INFLIGHT_SHMFD): a shared area the frontend keeps
-//! across backend restarts, recording which buffers were popped and not
-//! yet used, so a restarted backend resubmits them.
-//!
-//! The area is ours: we create it (GET_INFLIGHT_FD) and the frontend hands
-//! it back after a restart (SET_INFLIGHT_FD). Each queue's region uses the
-//! protocol's split layout (`QueueRegionSplit` with `DescStateSplit`
-//! entries); regions are sized for the larger packed layout so one area
-//! fits either ring format. Packed rings are not tracked (their in-flight
-//! descriptors can be overwritten by used entries, so resubmission needs
-//! copies of them): a packed queue restarted after a crash loses its
-//! in-flight buffers, and a warning says so.
-//!
-//! Trust and panic contract: the area is shared with the frontend, so its
-//! contents are peer input. Every access is bounds-checked through
-//! [`MemSlice`]; heads read back are checked against the queue size and
-//! resubmitted chains are validated like popped ones. Nothing panics.
+//! Split-ring records: the protocol's `QueueRegionSplit`, one
+//! `DescStateSplit` per descriptor-table head (in-flight flag, pop
+//! counter, and a `next` link listing the last batch of used heads).
 
-use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use ringwork_device::model::InflightLog;
@@ -25,105 +9,14 @@ use ringwork_queue::device::UsedToken;
 use ringwork_queue::mmap::MmapRegion;
 use ringwork_queue::MemSlice;
 
-use crate::msg::Inflight;
-use crate::sys;
+use super::{packed, region_at, region_size, InflightArea, DESC_NUM_OFF, VERSION, VERSION_OFF};
 
 const HEADER: usize = 16;
 const SPLIT_DESC: usize = 16;
-const PACKED_DESC: usize = 32;
-const VERSION: u16 = 1;
-
-/// Bytes per queue region (room for the packed layout; 64-byte aligned).
-pub fn region_size(queue_size: u16) -> usize {
-    (32 + PACKED_DESC * usize::from(queue_size)).div_ceil(64) * 64
-}
-
-/// A refused inflight area.
-#[derive(Debug, thiserror::Error)]
-pub enum InflightError {
-    /// The description does not fit the descriptor or is inconsistent.
-    #[error("inflight area: {0}")]
-    Bad(&'static str),
-    /// Creating or mapping it failed.
-    #[error("inflight area: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// The mapped inflight area.
-#[derive(Debug)]
-pub struct InflightArea {
-    map: Arc<MmapRegion>,
-    fd: OwnedFd,
-    num_queues: u16,
-    queue_size: u16,
-}
+const LAST_BATCH_HEAD: usize = 12;
+const USED_IDX: usize = 14;
 
 impl InflightArea {
-    /// Creates a zeroed area for `num_queues` queues of `queue_size`
-    /// (GET_INFLIGHT_FD), returning it and its description.
-    pub fn create(num_queues: u16, queue_size: u16) -> Result<(Self, Inflight), InflightError> {
-        if num_queues == 0 || queue_size == 0 || queue_size > 32768 {
-            return Err(InflightError::Bad("queue count or size out of range"));
-        }
-        let size = region_size(queue_size) * usize::from(num_queues);
-        let fd = sys::memfd(c"ringwork-inflight", size as u64)?;
-        let map = MmapRegion::from_fd(fd.as_fd(), 0, size)?;
-        let area = Self {
-            map: Arc::new(map),
-            fd,
-            num_queues,
-            queue_size,
-        };
-        for q in 0..num_queues {
-            let r = area.region(q).ok_or(InflightError::Bad("layout"))?;
-            r.write_u16(8, VERSION)
-                .map_err(|_| InflightError::Bad("layout"))?;
-            r.write_u16(10, queue_size)
-                .map_err(|_| InflightError::Bad("layout"))?;
-        }
-        let desc = Inflight {
-            mmap_size: size as u64,
-            mmap_offset: 0,
-            num_queues,
-            queue_size,
-        };
-        Ok((area, desc))
-    }
-
-    /// Maps an area the frontend hands back (SET_INFLIGHT_FD).
-    pub fn adopt(desc: Inflight, fd: OwnedFd) -> Result<Self, InflightError> {
-        if desc.num_queues == 0 || desc.queue_size == 0 || desc.queue_size > 32768 {
-            return Err(InflightError::Bad("queue count or size out of range"));
-        }
-        let need = region_size(desc.queue_size) as u64 * u64::from(desc.num_queues);
-        if desc.mmap_size < need {
-            return Err(InflightError::Bad("smaller than its queues need"));
-        }
-        let map = MmapRegion::from_fd(fd.as_fd(), desc.mmap_offset, need as usize)?;
-        Ok(Self {
-            map: Arc::new(map),
-            fd,
-            num_queues: desc.num_queues,
-            queue_size: desc.queue_size,
-        })
-    }
-
-    /// The descriptor to send to the frontend.
-    pub fn fd(&self) -> &OwnedFd {
-        &self.fd
-    }
-
-    fn region(&self, q: u16) -> Option<MemSlice<'_>> {
-        if q >= self.num_queues {
-            return None;
-        }
-        let size = region_size(self.queue_size);
-        self.map
-            .as_slice()
-            .subslice(usize::from(q) * size, size)
-            .ok()
-    }
-
     /// The record of split queue `q` of `queue_size` entries, with the
     /// heads that were in flight (oldest first), after rolling back a
     /// half-recorded last batch against the ring's `used_idx` (the
@@ -141,16 +34,20 @@ impl InflightArea {
         let r = self.region(q)?;
         let log = SplitLog {
             map: self.map.clone(),
-            base: usize::from(q) * region_size(self.queue_size),
+            base: self.region_base(q)?,
             size: queue_size,
             counter: 0,
         };
-        if r.read_u16(8).ok()? != VERSION || r.read_u16(10).ok()? != queue_size {
-            // Uninitialized (or foreign): start clean.
+        if r.read_u16(VERSION_OFF).ok()? != VERSION
+            || r.read_u16(DESC_NUM_OFF).ok()? != queue_size
+            || packed::is_laid_out(&r)
+        {
+            // Uninitialized, foreign, or laid out for a packed ring: start
+            // clean.
             r.fill(0, r.len(), 0).ok()?;
-            r.write_u16(8, VERSION).ok()?;
-            r.write_u16(10, queue_size).ok()?;
-            r.write_u16(14, used_idx).ok()?;
+            r.write_u16(VERSION_OFF, VERSION).ok()?;
+            r.write_u16(DESC_NUM_OFF, queue_size).ok()?;
+            r.write_u16(USED_IDX, used_idx).ok()?;
             return Some((log, Vec::new()));
         }
         let mut log = log;
@@ -170,10 +67,7 @@ pub struct SplitLog {
 
 impl SplitLog {
     fn region(&self) -> Option<MemSlice<'_>> {
-        self.map
-            .as_slice()
-            .subslice(self.base, region_size(self.size))
-            .ok()
+        region_at(&self.map, self.base, self.size)
     }
 
     fn desc(i: u16) -> usize {
@@ -186,24 +80,24 @@ impl SplitLog {
             .as_slice()
             .subslice(self.base, region_size(self.size))
             .ok()?;
-        let recorded = r.read_u16(14).ok()?;
+        let recorded = r.read_u16(USED_IDX).ok()?;
         if recorded != used_idx {
             // The last batch was published but not cleared: clear it.
             let mut n = used_idx.wrapping_sub(recorded).min(self.size);
-            let mut i = r.read_u16(12).ok()?;
+            let mut i = r.read_u16(LAST_BATCH_HEAD).ok()?;
             while n > 0 && i < self.size {
                 r.write_u8(Self::desc(i), 0).ok()?;
                 i = r.read_u16(Self::desc(i) + 6).ok()?;
                 n -= 1;
             }
-            r.write_u16(14, used_idx).ok()?;
+            r.write_u16(USED_IDX, used_idx).ok()?;
         }
         let mut heads = Vec::new();
         for i in 0..self.size {
             if r.read_u8(Self::desc(i)).ok()? == 1 {
                 let c = r.read_u64(Self::desc(i) + 8).ok()?;
                 heads.push((c, i));
-                self.counter = self.counter.max(c + 1);
+                self.counter = self.counter.max(c.saturating_add(1));
             }
         }
         heads.sort_unstable();
@@ -214,7 +108,7 @@ impl SplitLog {
 impl InflightLog for SplitLog {
     fn popped(&mut self, id: u16) {
         let (size, c) = (self.size, self.counter);
-        self.counter += 1;
+        self.counter = self.counter.saturating_add(1);
         if let Some(r) = self.region().filter(|_| id < size) {
             let _ = r.write_u64(Self::desc(id) + 8, c);
             let _ = r.write_u8(Self::desc(id), 1);
@@ -225,9 +119,9 @@ impl InflightLog for SplitLog {
         let size = self.size;
         if let Some(r) = self.region() {
             for i in batch.iter().map(|(t, _)| t.id()).filter(|&i| i < size) {
-                if let Ok(head) = r.read_u16(12) {
+                if let Ok(head) = r.read_u16(LAST_BATCH_HEAD) {
                     let _ = r.write_u16(Self::desc(i) + 6, head);
-                    let _ = r.write_u16(12, i);
+                    let _ = r.write_u16(LAST_BATCH_HEAD, i);
                 }
             }
         }
@@ -239,7 +133,7 @@ impl InflightLog for SplitLog {
             for i in batch.iter().map(|(t, _)| t.id()).filter(|&i| i < size) {
                 let _ = r.write_u8(Self::desc(i), 0);
             }
-            let _ = r.write_u16(14, used_idx);
+            let _ = r.write_u16(USED_IDX, used_idx);
         }
     }
 }
@@ -299,14 +193,28 @@ mod tests {
         let (area, _) = InflightArea::create(1, 4).unwrap();
         let r = area.region(0).unwrap();
         // Every entry in flight, a batch list that loops, a used index far
-        // away: recovery terminates with heads inside the queue.
+        // away, a counter at its limit: recovery terminates with heads
+        // inside the queue.
         for i in 0..4u16 {
             r.write_u8(SplitLog::desc(i), 1).unwrap();
             r.write_u16(SplitLog::desc(i) + 6, i).unwrap();
         }
-        r.write_u16(12, 1).unwrap();
-        r.write_u16(14, 999).unwrap();
-        let (_, heads) = area.split_queue(0, 4, 3).unwrap();
+        r.write_u64(SplitLog::desc(2) + 8, u64::MAX).unwrap();
+        r.write_u16(LAST_BATCH_HEAD, 1).unwrap();
+        r.write_u16(USED_IDX, 999).unwrap();
+        let (mut log, heads) = area.split_queue(0, 4, 3).unwrap();
         assert!(heads.iter().all(|&h| h < 4));
+        log.popped(0);
+    }
+
+    #[test]
+    fn a_region_laid_out_for_a_packed_ring_starts_clean() {
+        let (area, _) = InflightArea::create(1, 4).unwrap();
+        let r = area.region(0).unwrap();
+        r.write_u8(SplitLog::desc(1), 1).unwrap();
+        packed::mark_laid_out(&r);
+        let (_, heads) = area.split_queue(0, 4, 0).unwrap();
+        assert!(heads.is_empty());
+        assert!(!packed::is_laid_out(&r));
     }
 }
