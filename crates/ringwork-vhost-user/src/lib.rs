@@ -29,8 +29,10 @@ pub mod memory;
 pub mod msg;
 pub mod server;
 pub mod sys;
+pub mod transport;
 mod worker;
 
 pub use backend::{offered_protocol_features, BackendError, Connection};
 pub use frontend::{Frontend, FrontendError};
 pub use server::{OnDisconnect, ServeError, Server, ShutdownHandle};
+pub use transport::{SharedMemory, TransportOptions, VhostUserTransport};

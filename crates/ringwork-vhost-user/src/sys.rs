@@ -361,6 +361,50 @@ pub fn poll2(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<(bool, bool)> {
     }
 }
 
+/// Waits up to `timeout_ms` (-1: forever) until one of `fds` is readable
+/// or hung up; returns which are (all false on timeout).
+pub fn poll_fds(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `p` is a valid array of `p.len()` pollfd for the call.
+        let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(p.iter().map(|x| x.revents != 0).collect());
+    }
+}
+
+/// Whether the peer of a connected socket closed it (or it failed): a
+/// non-blocking peek that sees end of file or an error other than "no data".
+pub fn peer_closed(sock: &UnixStream) -> bool {
+    let mut b = 0u8;
+    // SAFETY: recv writes at most 1 byte into a valid local.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n == 0 {
+        return true;
+    }
+    n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+}
+
 static SHUTDOWN_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(-1);
 
 extern "C" fn on_shutdown_signal(_sig: libc::c_int) {

@@ -1,0 +1,108 @@
+//! Telling what a backend is. vhost-user has no device-id message (QEMU's
+//! generic `vhost-user-device` makes the user say it), so the frontend
+//! infers the type from what the backend offers: device feature bits,
+//! queue count and configuration space size. A user who knows better
+//! passes the type explicitly.
+
+use ringwork_spec::blk::{
+    VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_TOPOLOGY,
+    VIRTIO_BLK_F_WRITE_ZEROES,
+};
+use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_RNG};
+
+/// The size of the block device's configuration up to
+/// `write_zeroes_may_unmap` and its padding (VIRTIO 1.4 §5.2.4): no other
+/// charter device has a configuration space this large.
+pub const BLK_CONFIG_PROBE: u32 = 60;
+
+/// What was learned about a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Offered virtio feature bits (without VHOST_USER_F_PROTOCOL_FEATURES).
+    pub features: u64,
+    /// GET_QUEUE_NUM, when the backend has MQ.
+    pub queue_num: Option<u64>,
+    /// Whether a GET_CONFIG of [`BLK_CONFIG_PROBE`] bytes succeeded (`None`:
+    /// no CONFIG protocol feature, not asked).
+    pub large_config: Option<bool>,
+    /// Whether a GET_CONFIG of the console's 12 bytes succeeded.
+    pub console_config: Option<bool>,
+}
+
+/// The device type a probe points at, or `None` when it is ambiguous.
+pub fn identify(p: &Probe) -> Option<DeviceType> {
+    let device_bits = p.features & 0xff_ffff;
+    let blk_only = [
+        VIRTIO_BLK_F_BLK_SIZE,
+        VIRTIO_BLK_F_FLUSH,
+        VIRTIO_BLK_F_TOPOLOGY,
+        VIRTIO_BLK_F_DISCARD,
+        VIRTIO_BLK_F_WRITE_ZEROES,
+    ]
+    .iter()
+    .any(|&b| device_bits & (1 << b) != 0);
+    if p.large_config == Some(true) || blk_only {
+        return Some(DeviceType(VIRTIO_ID_BLOCK));
+    }
+    let queues = p.queue_num.unwrap_or(0);
+    if device_bits == 0 && queues <= 1 && p.console_config != Some(true) {
+        return Some(DeviceType(VIRTIO_ID_RNG));
+    }
+    // Console: receiveq + transmitq, plus control and port queues with
+    // MULTIPORT; its configuration is 12 bytes.
+    if p.console_config == Some(true) || (queues >= 2 && device_bits & !0b111 == 0) {
+        return Some(DeviceType(VIRTIO_ID_CONSOLE));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(features: u64, queues: Option<u64>, large: Option<bool>, con: Option<bool>) -> Probe {
+        Probe {
+            features,
+            queue_num: queues,
+            large_config: large,
+            console_config: con,
+        }
+    }
+
+    #[test]
+    fn charter_devices_are_told_apart() {
+        let v1 = 1u64 << 32;
+        // qemu-storage-daemon's blk export: SEG_MAX, BLK_SIZE, FLUSH, ...
+        let qsd = v1 | 1 << 2 | 1 << 6 | 1 << 9 | 1 << 10 | 1 << 13 | 1 << 14;
+        assert_eq!(
+            identify(&probe(qsd, Some(1), None, None)),
+            Some(DeviceType(VIRTIO_ID_BLOCK))
+        );
+        assert_eq!(
+            identify(&probe(v1, Some(2), Some(true), Some(true))),
+            Some(DeviceType(VIRTIO_ID_BLOCK))
+        );
+        assert_eq!(
+            identify(&probe(v1, Some(1), Some(false), Some(false))),
+            Some(DeviceType(VIRTIO_ID_RNG))
+        );
+        assert_eq!(
+            identify(&probe(v1 | 0b11, Some(6), Some(false), Some(true))),
+            Some(DeviceType(VIRTIO_ID_CONSOLE))
+        );
+        assert_eq!(
+            identify(&probe(v1, Some(2), None, None)),
+            Some(DeviceType(VIRTIO_ID_CONSOLE))
+        );
+        // Net-like bits on several queues: not one of ours.
+        assert_eq!(
+            identify(&probe(
+                v1 | 1 << 5 | 1 << 16,
+                Some(3),
+                Some(false),
+                Some(false)
+            )),
+            None
+        );
+    }
+}
