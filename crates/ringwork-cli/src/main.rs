@@ -4,6 +4,9 @@
 //! frontend broke the protocol or the device failed, 2 bad command line,
 //! 3 setup failed (missing image, busy socket, unusable `--fd`).
 
+mod bench;
+mod check;
+mod demo;
 mod serve;
 
 use std::process::ExitCode;
@@ -34,6 +37,13 @@ struct Cli {
 enum Command {
     /// Serve a device over vhost-user.
     Serve(serve::ServeArgs),
+    /// Check a vhost-user backend against the VIRTIO spec.
+    Check(check::CheckArgs),
+    /// Benchmark a vhost-user backend.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Serve a temporary disk, check it and benchmark it: the main job in one command.
+    Demo(demo::DemoArgs),
 }
 
 fn init_logging() {
@@ -68,5 +78,8 @@ fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Serve(a) => serve::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Bench(bench::BenchCommand::Blk(a)) => bench::run(a),
+        Command::Demo(a) => demo::run(a),
     }
 }
