@@ -44,9 +44,8 @@ fn setup_error(dev: BlkDev<'_>, mem: &TestMemory, opts: BlkOptions) -> SetupErro
 fn unusable_configuration_values_fail_setup() {
     let mem = common::memory();
     type Edit = fn(&mut BlkConfig<&mut [u8]>);
-    let cases: [(&str, Edit); 5] = [
+    let cases: [(&str, Edit); 4] = [
         ("seg_max", |c| c.set_seg_max(0)),
-        ("size_max", |c| c.set_size_max(0)),
         ("blk_size", |c| c.set_blk_size(1000)),
         ("blk_size", |c| c.set_blk_size(0)),
         ("num_queues", |c| c.set_num_queues(0)),

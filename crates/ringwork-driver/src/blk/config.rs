@@ -4,9 +4,12 @@
 //! copy parsed with `ringwork_spec::blk::BlkConfig`. Fields whose feature
 //! was not negotiated are not read.
 //!
-//! Values the driver cannot work with (`seg_max` or `size_max` 0,
-//! `blk_size` not a power of two between 512 and 64 KiB, `num_queues` 0)
-//! are errors; nothing here panics.
+//! Values the driver cannot work with (`seg_max` 0, `blk_size` not a
+//! power of two between 512 and 64 KiB, `num_queues` 0) are errors; nothing
+//! here panics. A `size_max` of 0 is read as "no limit": the spec sets no
+//! lower bound, and qemu-storage-daemon's vhost-user-blk export offers
+//! VIRTIO_BLK_F_SIZE_MAX with `size_max` 0 (as Linux, which only takes the
+//! minimum with its own limit, we carry on).
 
 use ringwork_spec::blk::{
     self as spec, BLK_CONFIG_SIZE, BLK_CONFIG_WRITEBACK_OFFSET, VIRTIO_BLK_F_BLK_SIZE,
@@ -186,7 +189,7 @@ pub(crate) fn parse(
     let has = |bit| features.contains(bit);
     let size_max = if has(VIRTIO_BLK_F_SIZE_MAX) {
         match v.size_max() {
-            0 => return Err(bad("size_max", 0, "must not be 0")),
+            0 => None,
             n => Some(n),
         }
     } else {
@@ -345,7 +348,6 @@ mod tests {
                 "seg_max",
                 (|c| c.set_seg_max(0)) as fn(&mut spec::BlkConfig<&mut [u8]>),
             ),
-            ("size_max", |c| c.set_size_max(0)),
             ("blk_size", |c| c.set_blk_size(1000)),
             ("blk_size", |c| c.set_blk_size(256)),
             ("blk_size", |c| c.set_blk_size(1 << 20)),
@@ -360,6 +362,12 @@ mod tests {
                 other => panic!("{field}: {other:?}"),
             }
         }
+        // size_max 0 (qemu-storage-daemon offers it): no limit.
+        let raw = config_with(|c| {
+            good(c);
+            c.set_size_max(0);
+        });
+        assert_eq!(parse(&raw, all).unwrap().size_max, None);
         // Without the features, the same bytes are not looked at.
         let raw = config_with(|c| c.set_seg_max(0));
         assert_eq!(parse(&raw, FeatureSet::EMPTY).unwrap().seg_max, None);
