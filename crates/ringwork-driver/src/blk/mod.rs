@@ -40,6 +40,7 @@ mod config;
 mod error;
 mod queue;
 mod request;
+mod zoned;
 
 use alloc::vec::Vec;
 
@@ -55,7 +56,7 @@ use ringwork_spec::blk::{
     BLK_CONFIG_WRITEBACK_OFFSET, BLK_FEATURE_RULES, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_CONFIG_WCE,
     VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_GEOMETRY, VIRTIO_BLK_F_MQ,
     VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_TOPOLOGY,
-    VIRTIO_BLK_F_WRITE_ZEROES,
+    VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_BLK_Z_HM,
 };
 use ringwork_spec::device_id::VIRTIO_ID_BLOCK;
 use ringwork_spec::features::FeatureSet;
@@ -72,7 +73,10 @@ use request::{slot_stride, validate, Limits};
 /// (unless withheld): SIZE_MAX, SEG_MAX, GEOMETRY, RO, BLK_SIZE, FLUSH,
 /// TOPOLOGY, CONFIG_WCE, MQ, DISCARD, WRITE_ZEROES. GET_ID needs no
 /// feature. Never accepted: LIFETIME, SECURE_ERASE, ZONED (§5.2.5.1: a
-/// driver that cannot handle zoned devices MUST NOT negotiate ZONED).
+/// driver that cannot handle zoned devices MUST NOT negotiate ZONED). A
+/// device offering ZONED with the host-managed zone model is not offered
+/// DISCARD either (§5.2.5.1) and fails initialization with
+/// [`SetupError::BadConfig`] (`zoned.model`), FEATURES_OK never set.
 pub const BLK_FEATURES: &[u32] = &[
     VIRTIO_BLK_F_SIZE_MAX,
     VIRTIO_BLK_F_SEG_MAX,
@@ -184,7 +188,23 @@ impl<T: Transport, D: Dma + Clone, Tok> BlkDriver<T, D, Tok> {
         let supports = FeatureSet::from_bits(BLK_FEATURES)
             .union(ring_supports(opts.ring))
             .difference(opts.withhold);
-        let features = driver::negotiate(&mut transport, supports, BLK_FEATURE_RULES)?;
+        // §5.2.5.1: no DISCARD (and no FEATURES_OK) for a host-managed
+        // zoned device.
+        let mut guard = zoned::ZonedGuard::new(&mut transport);
+        let negotiated = driver::negotiate(&mut guard, supports, BLK_FEATURE_RULES);
+        if guard.host_managed {
+            // FAILED is already set, except on a legacy interface (no
+            // FEATURES_OK), where a device must not offer ZONED anyway.
+            set_failed(&mut transport);
+            return Err(SetupError::BadConfig {
+                field: "zoned.model",
+                value: VIRTIO_BLK_Z_HM.into(),
+                reason: "host-managed zoned devices need VIRTIO_BLK_F_ZONED, \
+                         which this driver does not implement",
+            }
+            .into());
+        }
+        let features = negotiated?;
         let mut state = LeakOnDrop::new(BlkState::default());
         match Self::setup(&mut transport, &dma, features, opts, &mut state) {
             Ok((format, config, limits, queue_size)) => {

@@ -1,7 +1,11 @@
 //! An in-memory virtio block device for the driver tests: a disk image in
 //! a `Vec`, every request type the driver sends, a configurable
 //! configuration space (hostile values included), completion modes
-//! (immediate, reversed batches, never) and a hostile used length.
+//! (immediate, reversed batches, never) and a hostile used length. It
+//! records every configuration read (and whether FEATURES_OK was set by
+//! then) and the features the driver asked for at FEATURES_OK.
+
+use std::cell::RefCell;
 
 use ringwork_queue::test_utils::TestMemory;
 use ringwork_queue::DescChain;
@@ -88,6 +92,10 @@ pub struct BlkDev<'m> {
     pub skip_status: bool,
     /// Every request, in completion order.
     pub log: Vec<Seen>,
+    /// Configuration reads: (offset, length, FEATURES_OK set by then).
+    pub config_reads: RefCell<Vec<(usize, usize, bool)>>,
+    /// The features the driver asked for when it set FEATURES_OK.
+    pub proposed: Option<FeatureSet>,
     queues: Queues,
     held: Vec<(u16, DescChain)>,
 }
@@ -117,6 +125,8 @@ impl<'m> BlkDev<'m> {
             used_len: None,
             skip_status: false,
             log: Vec::new(),
+            config_reads: RefCell::new(Vec::new()),
+            proposed: None,
             queues: Queues::default(),
             held: Vec::new(),
         };
@@ -314,7 +324,14 @@ impl VirtioDevice for BlkDev<'_> {
         BLK_CONFIG_SIZE
     }
     fn read_config(&self, offset: usize, data: &mut [u8]) {
+        self.config_reads
+            .borrow_mut()
+            .push((offset, data.len(), self.proposed.is_some()));
         data.copy_from_slice(&self.config[offset..offset + data.len()]);
+    }
+    fn accept_features(&mut self, features: FeatureSet) -> Result<(), DeviceError> {
+        self.proposed = Some(features);
+        Ok(())
     }
     fn write_config(&mut self, offset: usize, data: &[u8]) {
         if offset == BLK_CONFIG_WRITEBACK_OFFSET && data.len() == 1 {
@@ -328,6 +345,7 @@ impl VirtioDevice for BlkDev<'_> {
     fn reset(&mut self) {
         self.queues.reset();
         self.held.clear();
+        self.proposed = None;
     }
     fn queue_notify(&mut self, queue: u16, _: Option<NotificationData>) {
         self.serve(queue);

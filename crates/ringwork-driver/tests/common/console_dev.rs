@@ -53,6 +53,10 @@ pub struct ConsoleDev<'m> {
     pub input_chunk: usize,
     /// Bytes written to `emerg_wr`.
     pub emergency: Vec<u8>,
+    /// Buffers taken from a receiveq (port or control).
+    pub rx_buffers_seen: usize,
+    /// Device-readable bytes in them (the driver must put none, §5.3.6.1).
+    pub rx_readable_seen: usize,
     outbox: VecDeque<Vec<u8>>,
     input: BTreeMap<u32, VecDeque<u8>>,
     queues: Queues,
@@ -85,6 +89,8 @@ impl<'m> ConsoleDev<'m> {
             output: BTreeMap::new(),
             input_chunk: usize::MAX,
             emergency: Vec::new(),
+            rx_buffers_seen: 0,
+            rx_readable_seen: 0,
             outbox: VecDeque::new(),
             input: BTreeMap::new(),
             queues: Queues::default(),
@@ -156,6 +162,8 @@ impl<'m> ConsoleDev<'m> {
             let Some(chain) = self.queues.pop(self.mem, CONSOLE_CONTROL_RECEIVEQ) else {
                 return;
             };
+            self.rx_buffers_seen += 1;
+            self.rx_readable_seen += chain.readable_len() as usize;
             let msg = self.outbox.pop_front().unwrap_or_default();
             let mut w = chain.writer(self.mem);
             w.write(&msg).expect("write control message");
@@ -174,6 +182,8 @@ impl<'m> ConsoleDev<'m> {
             let Some(chain) = self.queues.pop(self.mem, q) else {
                 return;
             };
+            self.rx_buffers_seen += 1;
+            self.rx_readable_seen += chain.readable_len() as usize;
             let n = pending
                 .len()
                 .min(chain.writable_len() as usize)
