@@ -25,6 +25,11 @@ pub const HEADER_SIZE: usize = 12;
 /// config space is at most 256 bytes plus its 12-byte header).
 pub const MAX_PAYLOAD: usize = 4096;
 
+/// `VHOST_F_LOG_ALL`: dirty-page logging for migration, reported by some
+/// backends (libvhost-user, qemu-storage-daemon) in GET_FEATURES next to
+/// the virtio bits; not a virtio feature.
+#[doc(alias = "VHOST_F_LOG_ALL")]
+pub const F_LOG_ALL: u32 = 26;
 /// The virtio feature bit that says the backend speaks protocol features.
 #[doc(alias = "VHOST_USER_F_PROTOCOL_FEATURES")]
 pub const F_PROTOCOL_FEATURES: u32 = 30;

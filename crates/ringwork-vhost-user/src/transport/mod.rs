@@ -123,6 +123,7 @@ pub struct VhostUserTransport {
     opts: TransportOptions,
     device_type: DeviceType,
     offered: u64,
+    vhost_features: u64,
     protocol_offered: u64,
     protocol: u64,
     has_protocol_features: bool,
@@ -168,7 +169,9 @@ impl VhostUserTransport {
         } else {
             None
         };
-        let offered = features & !(1 << msg::F_PROTOCOL_FEATURES);
+        // The vhost-user bits are not virtio features (PROTOCOL_FEATURES is
+        // negotiated here; LOG_ALL is migration logging, never used).
+        let offered = features & !(1 << msg::F_PROTOCOL_FEATURES) & !(1 << msg::F_LOG_ALL);
         let mut channel = None;
         if protocol & (1 << protocol::BACKEND_REQ) != 0 {
             let (ours, theirs) = UnixStream::pair()?;
@@ -182,6 +185,7 @@ impl VhostUserTransport {
             opts,
             device_type: DeviceType(0),
             offered,
+            vhost_features: features,
             protocol_offered,
             protocol,
             has_protocol_features: has_pf,
@@ -242,6 +246,12 @@ impl VhostUserTransport {
     /// The underlying message client (for checks that send raw messages).
     pub fn frontend(&mut self) -> &mut Frontend {
         &mut self.fe
+    }
+
+    /// GET_FEATURES as the backend answered it, vhost-user bits included
+    /// ([`Transport::device_features`] has only the virtio bits).
+    pub fn vhost_features(&self) -> u64 {
+        self.vhost_features
     }
 
     /// Protocol features the backend offered.
@@ -664,5 +674,6 @@ impl Transport for VhostUserTransport {
             && bit != VIRTIO_F_RING_RESET
             && bit != VIRTIO_F_ACCESS_PLATFORM
             && bit != msg::F_PROTOCOL_FEATURES
+            && bit != msg::F_LOG_ALL
     }
 }
