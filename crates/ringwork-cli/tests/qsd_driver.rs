@@ -45,7 +45,9 @@ fn run<T: Transport>(
             let slot = next % slots;
             let buf = &bufs[slot];
             if write {
-                buf.slice().write_bytes(0, &pattern(next * REQ, REQ)).unwrap();
+                buf.slice()
+                    .write_bytes(0, &pattern(next * REQ, REQ))
+                    .unwrap();
             }
             let seg = [Segment::new(buf.device_addr(), REQ as u32)];
             let sector = (next * REQ / 512) as u64;
@@ -116,7 +118,9 @@ fn driver_data_integrity_against_qemu_storage_daemon() {
     .unwrap();
     assert_eq!(d.config().capacity, (DISK / 512) as u64);
     assert_eq!(d.num_queues(), 2);
-    let bufs: Vec<_> = (0..2 * DEPTH).map(|_| mem.alloc(REQ, 4096).unwrap()).collect();
+    let bufs: Vec<_> = (0..2 * DEPTH)
+        .map(|_| mem.alloc(REQ, 4096).unwrap())
+        .collect();
     run(&mut d, &bufs, true);
     d.flush().unwrap();
     let back = run(&mut d, &bufs, false);
@@ -124,7 +128,10 @@ fn driver_data_integrity_against_qemu_storage_daemon() {
     let first_diff = back.iter().zip(&expected).position(|(a, b)| a != b);
     assert_eq!(first_diff, None, "read back differs");
     let on_disk = std::fs::read(&image).unwrap();
-    assert!(on_disk == expected, "image file differs from what was written");
+    assert!(
+        on_disk == expected,
+        "image file differs from what was written"
+    );
     let detached = d.reset();
     detached.reset.unwrap();
 }
