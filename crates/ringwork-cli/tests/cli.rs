@@ -153,3 +153,30 @@ fn shipped_backend_descriptions_match_the_binary() {
         assert!(text.contains(ty), "{kind}: {ty} not in {text}");
     }
 }
+
+/// `ringwork demo` (the README's first command): self-contained, serves a
+/// temporary disk with our backend, checks it and benchmarks it, and cleans
+/// up after itself.
+#[test]
+fn demo_runs_end_to_end_and_cleans_up() {
+    let out = ringwork()
+        .args(["demo", "--time", "300ms", "--size", "16m"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    assert!(stdout.contains("split ring:") && stdout.contains("packed ring:"));
+    assert!(stdout.contains("IOPS"));
+    let pid_dir = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("1. A 16 MiB disk image: "))
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.parent().map(|d| d.to_owned()))
+        .expect("the demo names its image");
+    assert!(!pid_dir.exists(), "{} left behind", pid_dir.display());
+}
