@@ -79,8 +79,11 @@ pub struct BlkArgs {
     /// Largest queue size accepted (a power of two, 4 to 32768).
     #[arg(long, default_value_t = 256)]
     queue_size: u16,
-    /// I/O engine: auto (io_uring, else threads), io-uring, threads.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "io-uring", "threads"])]
+    /// I/O engine: auto (io_uring, else threads; inline system calls on
+    /// tmpfs), io-uring, threads, or null (no I/O: reads return zeros,
+    /// writes are dropped (benchmarking the virtio path, like
+    /// qemu-storage-daemon's null-co)).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "io-uring", "threads", "null"])]
     engine: String,
     /// Serial number returned by GET_ID (at most 20 ASCII characters).
     #[arg(long)]
@@ -100,6 +103,7 @@ fn build_blk(a: &BlkArgs) -> anyhow::Result<Arc<dyn Device>> {
         engine: match a.engine.as_str() {
             "io-uring" => Engine::IoUring,
             "threads" => Engine::ThreadPool,
+            "null" => Engine::Null,
             _ => Engine::Auto,
         },
         serial: a.serial.clone(),

@@ -528,3 +528,40 @@ fn open_errors() {
     let auto = Blk::open(BlkOptions::new(&img.path)).unwrap();
     assert!(engines().contains(&auto.engine()));
 }
+
+#[test]
+fn null_engine_reads_zeroes_and_drops_writes() {
+    for format in FORMATS {
+        let data = pattern(5, IMAGE);
+        let img = Image::with(&data);
+        let blk = open(&img, Engine::Null, |o| o.num_queues = 2);
+        assert_eq!(blk.capacity(), SECTORS);
+        let mut d = Dev::new(blk, format);
+        // Reads return zeroes although the image holds data (the writable
+        // buffers start out as FILL, so the device wrote every byte).
+        let (s, got) = d.read(0, 0, &[512, 1536]);
+        assert_eq!((s, got), (VIRTIO_BLK_S_OK, vec![0; 2048]));
+        let (s, got) = d.read(1, SECTORS - 1, &[3, 509]);
+        assert_eq!((s, got), (VIRTIO_BLK_S_OK, vec![0; 512]));
+        // Writes, flush, discard and write zeroes succeed without
+        // touching the image.
+        let w = pattern(9, 1024);
+        assert_eq!(d.write(0, 4, &[&w]), VIRTIO_BLK_S_OK);
+        assert_eq!(d.write(1, 8, &[&w[..512], &w[512..]]), VIRTIO_BLK_S_OK);
+        assert_eq!(d.status(0, &[&hdr(VIRTIO_BLK_T_FLUSH, 0)]), VIRTIO_BLK_S_OK);
+        assert_eq!(
+            d.ranges(VIRTIO_BLK_T_DISCARD, &[(0, 8, 0)]),
+            VIRTIO_BLK_S_OK
+        );
+        let unmap = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
+        assert_eq!(
+            d.ranges(VIRTIO_BLK_T_WRITE_ZEROES, &[(16, 8, 0), (32, 8, unmap)]),
+            VIRTIO_BLK_S_OK
+        );
+        // Still zeroes where we wrote; out-of-range requests still fail.
+        assert_eq!(d.read(0, 4, &[1024]), (VIRTIO_BLK_S_OK, vec![0; 1024]));
+        assert_eq!(d.read(0, SECTORS, &[512]).0, VIRTIO_BLK_S_IOERR);
+        d.h.quiesce().unwrap();
+        assert!(img.contents() == data, "the null engine wrote to the image");
+    }
+}

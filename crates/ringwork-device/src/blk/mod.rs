@@ -45,6 +45,7 @@ mod worker;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
@@ -90,6 +91,8 @@ pub struct Blk {
     engine: Engine,
     /// [`Engine::Auto`] resolved to io_uring: fall back per worker too.
     auto: bool,
+    /// Threads per worker of the thread-pool engine.
+    pool_threads: usize,
 }
 
 fn file_kind(ft: std::fs::FileType) -> &'static str {
@@ -176,8 +179,17 @@ impl Blk {
         let n = serial.len().min(VIRTIO_BLK_ID_BYTES);
         id[..n].copy_from_slice(&serial[..n]);
 
+        let mut pool_threads = opts.pool_threads;
         let (engine, auto) = match opts.engine {
             Engine::ThreadPool => (Engine::ThreadPool, false),
+            Engine::Null => (Engine::Null, false),
+            Engine::Auto if sys::is_tmpfs(file.as_fd()) => {
+                tracing::info!(
+                    "block image is on tmpfs; block device does its I/O on the worker threads"
+                );
+                pool_threads = 0;
+                (Engine::ThreadPool, false)
+            }
             Engine::IoUring => {
                 sys::Ring::new(8).map_err(BlkError::IoUring)?;
                 (Engine::IoUring, false)
@@ -199,6 +211,7 @@ impl Blk {
             id,
             engine,
             auto,
+            pool_threads,
             opts,
         })
     }
@@ -237,13 +250,15 @@ impl Blk {
 
     fn executor(&self) -> Result<Executor, DeviceError> {
         let pool = || {
-            sys::Pool::new(self.opts.pool_threads).map_err(|source| DeviceError::Io {
+            sys::Pool::new(self.pool_threads).map_err(|source| DeviceError::Io {
                 what: "block I/O threads",
                 source,
             })
         };
-        if self.engine == Engine::ThreadPool {
-            return Ok(Executor::Pool(pool()?));
+        match self.engine {
+            Engine::ThreadPool => return Ok(Executor::Pool(pool()?)),
+            Engine::Null => return Ok(Executor::Null),
+            Engine::IoUring | Engine::Auto => {}
         }
         match sys::Ring::new(u32::from(self.opts.queue_size)) {
             Ok(r) => Ok(Executor::Uring(Box::new(r))),

@@ -19,9 +19,18 @@ pub enum Engine {
     /// per worker ([`BlkOptions::pool_threads`]). Works everywhere.
     ThreadPool,
     /// io_uring when it can be set up, otherwise the thread pool (logged at
-    /// `info` level).
+    /// `info` level). On tmpfs, where io_uring hands every read to a kernel
+    /// worker thread, system calls made on the worker thread itself
+    /// ([`Engine::ThreadPool`] without pool threads; logged at `info`
+    /// level).
     #[default]
     Auto,
+    /// No I/O at all, for benchmarking the virtio path (like
+    /// qemu-storage-daemon's `null-co` with `read-zeroes=on`): reads fill
+    /// the guest buffers with zeroes, writes, flushes, discards and write
+    /// zeroes succeed without touching the image. The image still gives
+    /// the capacity.
+    Null,
 }
 
 /// Options of [`Blk::open`](super::Blk::open).

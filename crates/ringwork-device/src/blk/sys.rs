@@ -99,6 +99,11 @@ impl<'m> IoVecs<'m> {
         self.bytes += s.len();
     }
 
+    /// Bytes not transferred yet.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes
+    }
+
     /// Whether everything was transferred.
     pub(crate) fn is_empty(&self) -> bool {
         self.bytes == 0
@@ -227,6 +232,38 @@ pub(crate) fn execute(fd: BorrowedFd<'_>, op: &IoOp<'_>) -> io::Result<usize> {
     } else {
         Ok(r as usize)
     }
+}
+
+/// "Runs" `op` without touching any file (the null engine): reads fill
+/// their buffers with zeroes, everything else succeeds at once.
+pub(crate) fn execute_null(op: &IoOp<'_>) -> io::Result<usize> {
+    Ok(match *op {
+        IoOp::Readv { iov, .. } => {
+            iov.fill_zero();
+            iov.len()
+        }
+        IoOp::Writev { iov, .. } => iov.len(),
+        IoOp::Fdatasync | IoOp::Fallocate { .. } => 0,
+        IoOp::WriteZeroes { len, .. } => len,
+    })
+}
+
+/// `TMPFS_MAGIC` from `<linux/magic.h>`.
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// Whether `fd` lives on tmpfs (where io_uring punts every buffered read
+/// to a kernel worker thread, so inline system calls are faster).
+pub(crate) fn is_tmpfs(fd: BorrowedFd<'_>) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `st` is a writable `statfs` the call fills on success; the
+    // descriptor is borrowed, hence open.
+    let r = unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) };
+    if r != 0 {
+        return false;
+    }
+    // SAFETY: fstatfs succeeded, so it initialized `st`.
+    let st = unsafe { st.assume_init() };
+    u64::try_from(st.f_type).ok() == Some(TMPFS_MAGIC)
 }
 
 /// Sets `results` to `n` placeholders.

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use ringwork_queue::device::{DescChain, UsedToken};
 
 use super::request::{self, Request, Rules};
-use super::sys::{IoOp, Pool, Ring};
+use super::sys::{self, IoOp, Pool, Ring};
 use super::Backend;
 use crate::model::{DeviceError, QueueSet, QueueWorker};
 
@@ -29,37 +29,62 @@ pub(crate) enum Executor {
     Uring(Box<Ring>),
     /// A pool of threads doing blocking system calls.
     Pool(Pool),
+    /// No I/O ([`Engine::Null`](super::Engine::Null)).
+    Null,
+}
+
+/// Empties `v` and returns its allocation as a vector of another element
+/// type. Used with types that differ only in lifetimes, so the standard
+/// library's in-place collection keeps the buffer (at worst this allocates
+/// later, as a fresh vector would).
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+/// Buffers kept across batches so the hot path does not allocate. Always
+/// empty between uses (the lifetimes are only placeholders).
+#[derive(Debug, Default)]
+struct Scratch {
+    reqs: Vec<Request<'static>>,
+    ops: Vec<IoOp<'static>>,
+    which: Vec<usize>,
+    used: Vec<(UsedToken, u32)>,
+    results: Vec<io::Result<usize>>,
 }
 
 impl Executor {
     /// Runs every request's I/O to the end.
-    fn run_all(
-        &mut self,
-        backend: &Backend,
-        reqs: &mut [Request<'_>],
-        results: &mut Vec<io::Result<usize>>,
-    ) {
+    fn run_all(&mut self, backend: &Backend, reqs: &mut [Request<'_>], scratch: &mut Scratch) {
         let fd = backend.file.as_fd();
-        let mut which = Vec::new();
+        let Scratch {
+            ops: ops_buf,
+            which,
+            results,
+            ..
+        } = scratch;
         loop {
             which.clear();
-            let ops: Vec<IoOp<'_>> = reqs
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| {
-                    let op = r.job.op()?;
+            let mut ops: Vec<IoOp<'_>> = recycle(std::mem::take(ops_buf));
+            for (i, r) in reqs.iter().enumerate() {
+                if let Some(op) = r.job.op() {
                     which.push(i);
-                    Some(op)
-                })
-                .collect();
+                    ops.push(op);
+                }
+            }
             if ops.is_empty() {
+                *ops_buf = recycle(ops);
                 return;
             }
             match self {
                 Executor::Uring(ring) => ring.run(fd, &ops, results),
                 Executor::Pool(pool) => pool.run(fd, &ops, results),
+                Executor::Null => {
+                    results.clear();
+                    results.extend(ops.iter().map(sys::execute_null));
+                }
             }
-            drop(ops);
+            *ops_buf = recycle(ops);
             for (&i, res) in which.iter().zip(results.drain(..)) {
                 if let Some(r) = reqs.get_mut(i) {
                     r.job.complete(res);
@@ -77,8 +102,7 @@ pub(crate) struct BlkWorker {
     rules: Rules,
     exec: Executor,
     chain: DescChain,
-    used: Vec<(UsedToken, u32)>,
-    results: Vec<io::Result<usize>>,
+    scratch: Scratch,
 }
 
 impl BlkWorker {
@@ -94,8 +118,7 @@ impl BlkWorker {
             rules,
             exec,
             chain: DescChain::new(),
-            used: Vec::new(),
-            results: Vec::new(),
+            scratch: Scratch::default(),
         }
     }
 }
@@ -108,17 +131,19 @@ impl QueueWorker for BlkWorker {
             rules,
             exec,
             chain,
-            used,
-            results,
+            scratch,
         } = self;
         let backend: &Backend = backend;
         let mem = queues.mem();
+        // On an error return the buffer is simply lost (the queue is broken
+        // or the device is failing anyway).
+        let mut reqs: Vec<Request<'_>> = recycle(std::mem::take(&mut scratch.reqs));
         for &index in ours.iter() {
             let Some(mut q) = queues.get(index) else {
                 continue;
             };
             loop {
-                let mut reqs = Vec::new();
+                reqs.clear();
                 while q.pop_into(chain)? {
                     match request::parse(chain, mem, rules, &backend.caps) {
                         Ok(r) => reqs.push(r),
@@ -126,11 +151,11 @@ impl QueueWorker for BlkWorker {
                     }
                 }
                 if !reqs.is_empty() {
-                    exec.run_all(backend, &mut reqs, results);
-                    used.clear();
-                    used.extend(reqs.iter().map(Request::finish));
-                    drop(reqs);
-                    q.add_used_batch(used)?;
+                    exec.run_all(backend, &mut reqs, scratch);
+                    scratch.used.clear();
+                    scratch.used.extend(reqs.iter().map(Request::finish));
+                    reqs.clear();
+                    q.add_used_batch(&scratch.used)?;
                     q.signal()?;
                 }
                 if !q.enable_notification()? {
@@ -138,6 +163,24 @@ impl QueueWorker for BlkWorker {
                 }
             }
         }
+        scratch.reqs = recycle(reqs);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycle_keeps_the_allocation() {
+        let x = 7u8;
+        let mut v: Vec<&u8> = Vec::with_capacity(64);
+        v.push(&x);
+        let p = v.as_ptr() as usize;
+        let w: Vec<&'static u8> = recycle(v);
+        assert!(w.is_empty());
+        assert_eq!(w.capacity(), 64);
+        assert_eq!(w.as_ptr() as usize, p);
     }
 }
