@@ -239,8 +239,8 @@ pub fn recv_with_fds(
         let hdr = unsafe { &*c };
         if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
             // SAFETY: CMSG_LEN(0) is a pure computation.
-            let data_len =
-                (hdr.cmsg_len as usize).saturating_sub(unsafe { libc::CMSG_LEN(0) } as usize);
+            let header_len = unsafe { libc::CMSG_LEN(0) } as usize;
+            let data_len = (hdr.cmsg_len as usize).saturating_sub(header_len);
             let count = data_len / core::mem::size_of::<RawFd>();
             // SAFETY: CMSG_DATA points at `data_len` bytes inside `cbuf`.
             let data = unsafe { libc::CMSG_DATA(c) }.cast::<RawFd>();
