@@ -150,3 +150,45 @@ fn a_dead_backend_is_reported_not_waited_for() {
     assert!(t.status().contains(DeviceStatus::DEVICE_NEEDS_RESET));
     assert!(t.error().is_some());
 }
+
+/// A backend that writes on the main socket without being asked is broken:
+/// the wait reports it instead of waking up for it forever.
+#[test]
+fn unsolicited_data_on_the_socket_is_an_error() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let (ours, mut theirs) = UnixStream::pair().unwrap();
+    let fake = std::thread::spawn(move || {
+        // SET_OWNER (no reply), then GET_FEATURES: VERSION_1 only.
+        let mut h = [0u8; 12];
+        theirs.read_exact(&mut h).unwrap();
+        assert_eq!(u32::from_ne_bytes(h[0..4].try_into().unwrap()), 3);
+        theirs.read_exact(&mut h).unwrap();
+        assert_eq!(u32::from_ne_bytes(h[0..4].try_into().unwrap()), 1);
+        let mut reply = Vec::new();
+        for v in [1u32, 0x5, 8] {
+            reply.extend_from_slice(&v.to_ne_bytes());
+        }
+        reply.extend_from_slice(&(1u64 << 32).to_ne_bytes());
+        theirs.write_all(&reply).unwrap();
+        // Then junk nobody asked for.
+        theirs.write_all(b"junk").unwrap();
+        theirs
+    });
+    let mut t = VhostUserTransport::from_stream(
+        ours,
+        TransportOptions {
+            device_type: Some(DeviceType(VIRTIO_ID_RNG)),
+            ..opts()
+        },
+    )
+    .unwrap();
+    let _keep_open = fake.join().unwrap();
+    assert_eq!(
+        t.wait_interrupt(),
+        Err(TransportError::Disconnected(
+            "unsolicited data on the vhost-user socket"
+        ))
+    );
+    assert!(t.status().contains(DeviceStatus::DEVICE_NEEDS_RESET));
+}

@@ -651,19 +651,27 @@ impl Transport for VhostUserTransport {
         let n = self.vrings.len();
         if ready[n] {
             // Nothing is due on the main socket between requests: readable
-            // means closed (or a protocol violation).
-            if sys::peer_closed(self.fe.socket()) {
-                self.fail("socket", "backend closed the connection");
-                return Err(TransportError::Disconnected(
-                    "backend closed the connection",
-                ));
-            }
+            // means closed, or a backend sending what nobody asked for.
+            let why = if sys::peer_closed(self.fe.socket()) {
+                "backend closed the connection"
+            } else {
+                "unsolicited data on the vhost-user socket"
+            };
+            self.fail("socket", why);
+            return Err(TransportError::Disconnected(why));
         }
         if !ready.iter().any(|&r| r) {
             return Err(TransportError::Unresponsive);
         }
-        self.drain_calls();
-        self.poll_channel();
+        // Only the descriptors that fired: one read each, not one per queue.
+        for (v, _) in self.vrings.iter().zip(&ready).filter(|(_, &r)| r) {
+            if v.call.drain().unwrap_or(0) > 0 {
+                self.pending.used_buffer = true;
+            }
+        }
+        if ready.get(n + 1).copied().unwrap_or(false) {
+            self.poll_channel();
+        }
         Ok(())
     }
 
