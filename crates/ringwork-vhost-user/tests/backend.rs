@@ -2,8 +2,10 @@
 //! memory table from a memfd, split and packed rings, kicks and calls,
 //! GET_VRING_BASE) with the entropy device, and hostile frontends.
 
+mod common;
+use common::{temp_dir, TempDir};
+
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,24 +33,6 @@ struct Session {
     _memfd: OwnedFd,
     server: JoinHandle<Result<(), ServeError>>,
     _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(tag: &str) -> TempDir {
-    let p = std::env::temp_dir().join(format!(
-        "ringwork-vu-{tag}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    TempDir(p)
 }
 
 fn start(tag: &str) -> Session {

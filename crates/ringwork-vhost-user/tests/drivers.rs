@@ -3,9 +3,12 @@
 //! ring formats), entropy, and the multiport console, all through a real
 //! unix socket and shared memfd memory.
 
+mod common;
+use common::{serve, temp_dir};
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +16,6 @@ use ringwork_device::blk::{Blk, BlkOptions as DevBlkOptions};
 use ringwork_device::console::{
     Console, ConsoleOptions as DevConsoleOptions, PortBackend, PortSpec,
 };
-use ringwork_device::model::Device;
 use ringwork_device::rng::Rng;
 use ringwork_driver::blk::{BlkDriver, BlkOptions, BlkRequest, BlkStatus};
 use ringwork_driver::console::{ConsoleDriver, ConsoleEvent, ConsoleOptions};
@@ -21,30 +23,7 @@ use ringwork_driver::rng::RngDriver;
 use ringwork_driver::RingPreference;
 use ringwork_queue::{Dma, RingFormat, Segment};
 use ringwork_transport::driver::Transport;
-use ringwork_vhost_user::{
-    OnDisconnect, Server, SharedMemory, TransportOptions, VhostUserTransport,
-};
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(tag: &str) -> TempDir {
-    let p = std::env::temp_dir().join(format!("ringwork-vud-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    TempDir(p)
-}
-
-fn serve(path: &Path, dev: Arc<dyn Device>) {
-    let mut server = Server::bind(path).unwrap();
-    std::thread::spawn(move || {
-        let _ = server.serve(dev, OnDisconnect::Exit);
-    });
-}
+use ringwork_vhost_user::{SharedMemory, TransportOptions, VhostUserTransport};
 
 fn connect(path: &Path) -> (VhostUserTransport, Arc<SharedMemory>) {
     let t = VhostUserTransport::connect(

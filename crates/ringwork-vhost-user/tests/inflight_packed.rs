@@ -6,8 +6,11 @@
 //! with their data intact. Garbage in the area does not take the backend
 //! down.
 
+mod common;
+use common::temp_dir;
+
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -112,24 +115,6 @@ impl QueueWorker for HolderWorker {
         // Held buffers are abandoned when the worker goes (quiesce does not
         // complete them), as if the backend had crashed.
     }
-}
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(tag: &str) -> TempDir {
-    let p = std::env::temp_dir().join(format!(
-        "ringwork-vu-ip-{tag}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    TempDir(p)
 }
 
 /// The guest: memory, its driver queue, and the request payloads.

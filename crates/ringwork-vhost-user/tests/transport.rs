@@ -2,7 +2,9 @@
 //! identification, negotiation through the generic `negotiate`, queues in
 //! both ring formats, configuration reads, and a dead backend.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{serve, temp_dir};
+
 use std::sync::Arc;
 
 use ringwork_device::blk::{Blk, BlkOptions};
@@ -19,27 +21,6 @@ use ringwork_transport::driver::{
     attach_queue, negotiate, ring_features, set_driver_ok, ConfigRead, Transport, TransportError,
 };
 use ringwork_vhost_user::{OnDisconnect, Server, TransportOptions, VhostUserTransport};
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(tag: &str) -> TempDir {
-    let p = std::env::temp_dir().join(format!("ringwork-vut-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    TempDir(p)
-}
-
-fn serve(path: &Path, dev: Arc<dyn Device>) -> std::thread::JoinHandle<()> {
-    let mut server = Server::bind(path).unwrap();
-    std::thread::spawn(move || {
-        let _ = server.serve(dev, OnDisconnect::Exit);
-    })
-}
 
 fn opts() -> TransportOptions {
     TransportOptions {
