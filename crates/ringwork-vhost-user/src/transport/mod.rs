@@ -26,8 +26,12 @@
 //! [`VhostUserTransport::error`] says why. Configuration bytes are only
 //! copied within the cache; nothing panics on backend input.
 
+mod handshake;
 mod identify;
 mod memory;
+mod reconnect;
+
+use handshake::Handshake;
 
 pub use identify::{identify, Probe, BLK_CONFIG_PROBE};
 pub use memory::{SharedMemory, DEFAULT_BASE};
@@ -74,6 +78,11 @@ pub struct TransportOptions {
     pub memory_size: usize,
     /// Protocol features not to use even if offered (tests, `check`).
     pub withhold_protocol: u64,
+    /// How long [`Transport::wait_interrupt`] keeps trying to reconnect to
+    /// a backend that went away (a restarted backend on the same socket
+    /// path, see [`VhostUserTransport::reconnect`]); `None`: a backend
+    /// that goes away is an error.
+    pub reconnect: Option<Duration>,
 }
 
 impl Default for TransportOptions {
@@ -84,6 +93,7 @@ impl Default for TransportOptions {
             timeout: Duration::from_secs(10),
             memory_size: 64 << 20,
             withhold_protocol: 0,
+            reconnect: None,
         }
     }
 }
@@ -97,6 +107,13 @@ pub enum ConnectError {
     /// Sockets, eventfds or memory.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The backend that answered a reconnection cannot continue the
+    /// session (it offers less than was negotiated).
+    #[error("the reconnected backend cannot continue the session: {0}")]
+    Mismatch(String),
+    /// The transport was not connected through a socket path.
+    #[error("no socket path to reconnect to")]
+    NoPath,
     /// The device type could not be inferred.
     #[error("cannot tell the device type (features {features:#x}, {queues:?} queues); name it explicitly")]
     Unidentified {
@@ -113,6 +130,9 @@ struct Vring {
     call: EventFd,
     err: EventFd,
     started: bool,
+    /// What the ring was started with, to start it again on a
+    /// reconnected backend.
+    setup: Option<reconnect::RingSetup>,
 }
 
 /// A vhost-user backend seen as a virtio device.
@@ -138,6 +158,8 @@ pub struct VhostUserTransport {
     generation: u32,
     pending: InterruptCause,
     error: Option<String>,
+    /// Where [`Self::connect`] connected (for reconnecting).
+    path: Option<std::path::PathBuf>,
 }
 
 impl VhostUserTransport {
@@ -146,39 +168,26 @@ impl VhostUserTransport {
     /// channel).
     pub fn connect(path: &Path, opts: TransportOptions) -> Result<Self, ConnectError> {
         let sock = UnixStream::connect(path)?;
-        Self::from_stream(sock, opts)
+        let mut t = Self::from_stream(sock, opts)?;
+        t.path = Some(path.to_owned());
+        Ok(t)
     }
 
     /// Runs the handshake over a connected socket.
     pub fn from_stream(sock: UnixStream, opts: TransportOptions) -> Result<Self, ConnectError> {
-        sock.set_read_timeout(Some(opts.timeout))?;
-        sock.set_write_timeout(Some(opts.timeout))?;
         let mem = Arc::new(SharedMemory::new(opts.memory_size)?);
-        let mut fe = Frontend::from_stream(sock);
-        fe.set_owner()?;
-        let features = fe.get_features()?;
-        let has_pf = features & (1 << msg::F_PROTOCOL_FEATURES) != 0;
-        let (mut protocol_offered, mut protocol) = (0, 0);
-        if has_pf {
-            protocol_offered = fe.get_protocol_features()?;
-            protocol = protocol_offered & WANTED_PROTOCOL_FEATURES & !opts.withhold_protocol;
-            fe.set_protocol_features(protocol)?;
-        }
-        let queue_num = if protocol & (1 << protocol::MQ) != 0 {
-            Some(fe.get_queue_num()?)
-        } else {
-            None
-        };
+        let Handshake {
+            fe,
+            features,
+            has_pf,
+            protocol_offered,
+            protocol,
+            queue_num,
+            channel,
+        } = Handshake::run(sock, &opts, None)?;
         // The vhost-user bits are not virtio features (PROTOCOL_FEATURES is
         // negotiated here; LOG_ALL is migration logging, never used).
         let offered = features & !(1 << msg::F_PROTOCOL_FEATURES) & !(1 << msg::F_LOG_ALL);
-        let mut channel = None;
-        if protocol & (1 << protocol::BACKEND_REQ) != 0 {
-            let (ours, theirs) = UnixStream::pair()?;
-            ours.set_read_timeout(Some(opts.timeout))?;
-            fe.set_backend_req_fd(theirs.as_fd())?;
-            channel = Some(ours);
-        }
         let mut t = Self {
             fe,
             mem,
@@ -200,6 +209,7 @@ impl VhostUserTransport {
             generation: 0,
             pending: InterruptCause::default(),
             error: None,
+            path: None,
         };
         t.device_type = match t.opts.device_type {
             Some(d) => d,
@@ -233,6 +243,7 @@ impl VhostUserTransport {
                 call: EventFd::new()?,
                 err: EventFd::new()?,
                 started: false,
+                setup: None,
             });
         }
         Ok(t)
@@ -331,10 +342,27 @@ impl VhostUserTransport {
         Ok(())
     }
 
+    /// SET_VRING_NUM/BASE/ADDR/CALL/ERR/KICK/ENABLE for one ring.
+    fn start_vring(&self, num: u32, addr: &VringAddr, base: u32) -> Result<(), FrontendError> {
+        let q = addr.index;
+        let v = &self.vrings[q as usize];
+        self.fe.set_vring_num(q, num)?;
+        self.fe.set_vring_base(q, base)?;
+        self.fe.set_vring_addr(addr)?;
+        self.fe.set_vring_call(q, Some(v.call.as_fd()))?;
+        self.fe.set_vring_err(q, Some(v.err.as_fd()))?;
+        self.fe.set_vring_kick(q, Some(v.kick.as_fd()))?;
+        if self.has_protocol_features {
+            self.fe.set_vring_enable(q, true)?;
+        }
+        Ok(())
+    }
+
     fn stop_rings(&mut self) {
         for i in 0..self.vrings.len() {
             if self.vrings[i].started {
                 self.vrings[i].started = false;
+                self.vrings[i].setup = None;
                 let r = self.fe.get_vring_base(i as u32);
                 self.check("GET_VRING_BASE", r);
             }
@@ -551,35 +579,25 @@ impl Transport for VhostUserTransport {
         // A fresh ring: index 0, wrap counters 1 (vhost-user.rst packed
         // encoding: avail in the low 16 bits, used in the high 16 bits).
         let base = if packed { 0x8000_8000 } else { 0 };
-        let q = u32::from(queue);
-        let v = &self.vrings[i];
-        let r = self
-            .fe
-            .set_vring_num(q, u32::from(config.size))
-            .and_then(|_| self.fe.set_vring_base(q, base))
-            .and_then(|_| {
-                self.fe.set_vring_addr(&VringAddr {
-                    index: q,
-                    flags: 0,
-                    desc,
-                    used: device,
-                    avail: driver,
-                    log: 0,
-                })
-            })
-            .and_then(|_| self.fe.set_vring_call(q, Some(v.call.as_fd())))
-            .and_then(|_| self.fe.set_vring_err(q, Some(v.err.as_fd())))
-            .and_then(|_| self.fe.set_vring_kick(q, Some(v.kick.as_fd())))
-            .and_then(|_| {
-                if self.has_protocol_features {
-                    self.fe.set_vring_enable(q, true)
-                } else {
-                    Ok(())
-                }
-            });
+        let addr = VringAddr {
+            index: u32::from(queue),
+            flags: 0,
+            desc,
+            used: device,
+            avail: driver,
+            log: 0,
+        };
+        let r = self.start_vring(u32::from(config.size), &addr, base);
         self.check("vring setup", r)
             .ok_or(TransportError::Disconnected("vring setup failed"))?;
         self.vrings[i].started = true;
+        self.vrings[i].setup = Some(reconnect::RingSetup {
+            num: u32::from(config.size),
+            addr,
+            base,
+            packed,
+            used_ring: a.device,
+        });
         Ok(())
     }
 
@@ -631,6 +649,9 @@ impl Transport for VhostUserTransport {
 
     fn wait_interrupt(&mut self) -> Result<(), TransportError> {
         if let Some(e) = &self.error {
+            if self.opts.reconnect.is_some() {
+                return self.auto_reconnect();
+            }
             tracing::debug!("wait on a failed transport: {e}");
             return Err(TransportError::Disconnected("transport failed earlier"));
         }
@@ -658,6 +679,9 @@ impl Transport for VhostUserTransport {
                 "unsolicited data on the vhost-user socket"
             };
             self.fail("socket", why);
+            if self.opts.reconnect.is_some() {
+                return self.auto_reconnect();
+            }
             return Err(TransportError::Disconnected(why));
         }
         if !ready.iter().any(|&r| r) {

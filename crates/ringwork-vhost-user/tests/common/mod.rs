@@ -1,6 +1,8 @@
 //! Helpers shared by the backend and frontend integration tests.
 #![allow(dead_code)]
 
+pub mod holder;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
