@@ -247,9 +247,26 @@ impl<'a> MemSlice<'a> {
     /// Sets `len` bytes starting at `offset` to `byte`.
     pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<(), OutOfBounds> {
         let dst = self.ptr_at(offset, len)?;
-        for i in 0..len {
+        // Bytes up to the first 8-aligned address, then whole words, then
+        // the tail: as fast as a copy, still one volatile store per unit.
+        let head = dst.align_offset(8).min(len);
+        let word = u64::from_ne_bytes([byte; 8]);
+        let mut i = 0;
+        while i < head {
             // SAFETY: i < len and the range is inside the window (checked).
             unsafe { dst.add(i).write_volatile(byte) };
+            i += 1;
+        }
+        while i + 8 <= len {
+            // SAFETY: i + 8 <= len, inside the window; `dst + i` is 8-aligned
+            // (i - head is a multiple of 8 and `dst + head` is aligned).
+            unsafe { dst.add(i).cast::<u64>().write_volatile(word) };
+            i += 8;
+        }
+        while i < len {
+            // SAFETY: i < len.
+            unsafe { dst.add(i).write_volatile(byte) };
+            i += 1;
         }
         Ok(())
     }
@@ -466,5 +483,24 @@ mod tests {
         assert_eq!(s.read_u64(16).unwrap(), 0xabab_abab_abab_abab);
         assert!(s.fill(1, 32, 0).is_err());
         assert!(MemSlice::empty().is_empty());
+    }
+
+    #[test]
+    fn fill_covers_exactly_the_range_at_any_alignment() {
+        let mut buf = [0u64; 8];
+        // SAFETY: a private, live, writable buffer of 64 bytes.
+        let s = unsafe { MemSlice::from_raw_parts(buf.as_mut_ptr().cast(), 64) };
+        for start in 0..12 {
+            for len in [0, 1, 7, 8, 9, 17, 40] {
+                s.fill(0, 64, 0x11).unwrap();
+                s.fill(start, len, 0xee).unwrap();
+                let mut out = [0u8; 64];
+                s.read_bytes(0, &mut out).unwrap();
+                for (i, b) in out.iter().enumerate() {
+                    let inside = i >= start && i < start + len;
+                    assert_eq!(*b, if inside { 0xee } else { 0x11 }, "{start}+{len} @{i}");
+                }
+            }
+        }
     }
 }

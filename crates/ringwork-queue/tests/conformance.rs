@@ -511,3 +511,29 @@ fn split_device_keeps_used_flags_zero_with_event_idx() {
     assert!(!dev.enable_notification(&mem).unwrap());
     assert_eq!(used.read_u16(0).unwrap(), 0);
 }
+
+/// `has_available` (for polling devices) sees exactly the buffers not yet
+/// popped, in both formats and across packed wrap laps, without changing
+/// the queue.
+#[test]
+fn has_available_peeks_without_popping() {
+    for format in [RingFormat::Split, RingFormat::Packed] {
+        let mem = TestMemory::new(0x1_0000, 1 << 20);
+        let (mut drv, mut dev) = pair(&mem, format, 4, feats(true));
+        for round in 0..10u32 {
+            assert!(
+                !dev.has_available(&mem).unwrap(),
+                "{format:?} round {round}"
+            );
+            drv.add(&[Segment::new(DATA, 8)], &[], round).unwrap();
+            assert!(dev.has_available(&mem).unwrap(), "{format:?} round {round}");
+            assert!(dev.has_available(&mem).unwrap(), "peeking changes nothing");
+            let c = dev.pop(&mem).unwrap().expect("the buffer");
+            assert!(!dev.has_available(&mem).unwrap());
+            dev.add_used(&mem, c.token(), 0).unwrap();
+            assert_eq!(drv.pop_used().unwrap().map(|u| u.token), Some(round));
+        }
+        dev.mark_broken();
+        assert!(dev.has_available(&mem).is_err());
+    }
+}

@@ -53,7 +53,9 @@ fn zeroes() -> &'static [u8] {
 /// mapped, readable and writable for `'m`. The list can be advanced past
 /// bytes already transferred (short reads and writes).
 pub(crate) struct IoVecs<'m> {
-    iov: Vec<libc::iovec>,
+    /// Inline for the common one- to four-segment buffers: building a
+    /// request's list does not allocate.
+    iov: smallvec::SmallVec<[libc::iovec; 4]>,
     start: usize,
     bytes: usize,
     _mem: PhantomData<MemSlice<'m>>,
@@ -80,7 +82,7 @@ impl<'m> IoVecs<'m> {
     /// An empty list.
     pub(crate) fn new() -> Self {
         Self {
-            iov: Vec::new(),
+            iov: smallvec::SmallVec::new(),
             start: 0,
             bytes: 0,
             _mem: PhantomData,

@@ -489,6 +489,25 @@ impl DeviceQueue {
         }
     }
 
+    /// Whether the driver has made buffers available that were not popped
+    /// yet: one acquire load of the avail index (split) or of the next
+    /// descriptor's flags (packed), and no state change. For devices that
+    /// poll their rings instead of waiting for notifications; a `true` is
+    /// a hint (the chain is validated when popped), and a broken queue or
+    /// unreadable ring is an error.
+    pub fn has_available<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+    ) -> Result<bool, DeviceQueueError> {
+        if self.broken {
+            return Err(DeviceQueueError::Broken);
+        }
+        match &self.ring {
+            Ring::Split(st) => split::has_available(&self.core, st, mem),
+            Ring::Packed(st) => packed::has_available(&self.core, st, mem),
+        }
+    }
+
     /// Decodes a driver notification's value under VIRTIO_F_NOTIFICATION_DATA
     /// (VIRTIO 1.4 §2.9) and tells whether it names buffers the device has
     /// not consumed: for split rings the avail index it carries differs from

@@ -234,6 +234,17 @@ pub(super) fn needs_notification<M: GuestMemory + ?Sized>(
     }
 }
 
+/// Whether the descriptor at the next avail position is available.
+pub(super) fn has_available<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &PackedState,
+    mem: &M,
+) -> Result<bool, DeviceQueueError> {
+    let ring = q.area(mem, RingArea::Descriptors, p::desc_ring_size(q.size))?;
+    let flags = ring.load_u16_acquire(usize::from(st.avail_pos) * DESC_SIZE + 14)?;
+    Ok(p::is_avail(flags, st.avail_wrap))
+}
+
 pub(super) fn set_notification<M: GuestMemory + ?Sized>(
     q: &Core,
     st: &mut PackedState,

@@ -212,6 +212,16 @@ pub(super) fn needs_notification<M: GuestMemory + ?Sized>(
     Ok(need_event(used_event, new, old))
 }
 
+/// Whether the driver made buffers available that were not popped yet.
+pub(super) fn has_available<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &SplitState,
+    mem: &M,
+) -> Result<bool, DeviceQueueError> {
+    let avail = q.area(mem, RingArea::Driver, s::avail_ring_size(q.size))?;
+    Ok(avail.load_u16_acquire(s::AVAIL_IDX_OFFSET)? != st.next_avail)
+}
+
 pub(super) fn set_notification<M: GuestMemory + ?Sized>(
     q: &Core,
     st: &mut SplitState,
