@@ -257,7 +257,13 @@ impl Blk {
         };
         match self.engine {
             Engine::ThreadPool => return Ok(Executor::Pool(pool()?)),
-            Engine::Null => return Ok(Executor::Null),
+            Engine::Null => {
+                let zero = std::fs::File::open("/dev/zero").map_err(|source| DeviceError::Io {
+                    what: "opening /dev/zero",
+                    source,
+                })?;
+                return Ok(Executor::Null(zero));
+            }
             Engine::IoUring | Engine::Auto => {}
         }
         match sys::Ring::new(u32::from(self.opts.queue_size)) {

@@ -29,8 +29,9 @@ pub(crate) enum Executor {
     Uring(Box<Ring>),
     /// A pool of threads doing blocking system calls.
     Pool(Pool),
-    /// No I/O ([`Engine::Null`](super::Engine::Null)).
-    Null,
+    /// No I/O ([`Engine::Null`](super::Engine::Null)); reads are zeroed
+    /// from this `/dev/zero`.
+    Null(std::fs::File),
 }
 
 /// Empties `v` and returns its allocation as a vector of another element
@@ -51,6 +52,7 @@ struct Scratch {
     which: Vec<usize>,
     used: Vec<(UsedToken, u32)>,
     results: Vec<io::Result<usize>>,
+    iovecs: sys::IovScratch,
 }
 
 impl Executor {
@@ -61,6 +63,7 @@ impl Executor {
             ops: ops_buf,
             which,
             results,
+            iovecs,
             ..
         } = scratch;
         loop {
@@ -79,9 +82,8 @@ impl Executor {
             match self {
                 Executor::Uring(ring) => ring.run(fd, &ops, results),
                 Executor::Pool(pool) => pool.run(fd, &ops, results),
-                Executor::Null => {
-                    results.clear();
-                    results.extend(ops.iter().map(sys::execute_null));
+                Executor::Null(zero) => {
+                    sys::execute_null_batch(zero.as_fd(), &ops, results, iovecs);
                 }
             }
             *ops_buf = recycle(ops);
