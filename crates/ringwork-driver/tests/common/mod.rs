@@ -2,6 +2,7 @@
 //! device-side queue plumbing the fake devices share.
 #![allow(dead_code)]
 
+pub mod balloon_dev;
 pub mod blk_dev;
 pub mod console_dev;
 pub mod rng_dev;
