@@ -480,7 +480,14 @@ fn free_page_hint_round() {
     // A hint before the driver announced the ID is ignored.
     h.submit(q, &[], &[4096]).unwrap();
     h.submit(q, &[&id.to_le_bytes()], &[]).unwrap();
-    h.submit(q, &[], &[4096 * 4]).unwrap();
+    // Hinted pages holding data: the device never modifies them.
+    fill_pages(&h, BASE_PFN, 4, 0x3c);
+    h.submit_segments(
+        q,
+        &[],
+        &[Segment::new(u64::from(BASE_PFN) * PAGE, 4 * PAGE as u32)],
+    )
+    .unwrap();
     h.submit(q, &[], &[4096 * 2]).unwrap();
     h.submit(q, &[&VIRTIO_BALLOON_CMD_ID_STOP.to_le_bytes()], &[])
         .unwrap();
@@ -514,6 +521,9 @@ fn free_page_hint_round() {
     handle.finish_free_page_hint().unwrap();
     assert_eq!(cmd(&h), VIRTIO_BALLOON_CMD_ID_DONE);
     assert_eq!(h.events.config_changes.load(Ordering::SeqCst), 4);
+    for pfn in BASE_PFN..BASE_PFN + 4 {
+        assert!(page_is(&h, pfn, 0x3c), "hinted page {pfn:#x} untouched");
+    }
     assert!(h.broken_queues().is_empty());
 
     // Without the feature the handle refuses.
@@ -573,4 +583,41 @@ fn queue_count_follows_offered_features() {
     assert_eq!(b.worker_map(), vec![vec![0, 1, 2, 3, 4]]);
     assert_eq!(b.features() & ring_features(), ring_features());
     assert_eq!(b.device_type().0, 5);
+}
+
+/// §5.5.3.2: the device does not depend on VIRTIO_BALLOON_F_MUST_TELL_HOST
+/// (it never refuses FEATURES_OK): a driver that leaves it out inflates
+/// and deflates as usual, and may reuse pages before the deflate is
+/// acknowledged because the device never touches balloon pages after
+/// acknowledging the inflate.
+#[test]
+fn works_without_must_tell_host() {
+    let b = Balloon::new(plain()).unwrap();
+    let handle = b.handle();
+    assert_ne!(
+        b.features() & (1 << VIRTIO_BALLOON_F_MUST_TELL_HOST),
+        0,
+        "offered"
+    );
+    let features =
+        b.features() & !(1 << VIRTIO_BALLOON_F_MUST_TELL_HOST | 1 << VIRTIO_F_RING_PACKED);
+    let mut h = Harness::with_features(b, features, 64).unwrap();
+    fill_pages(&h, BASE_PFN, 2, 0x99);
+    h.submit(BALLOON_INFLATEQ, &[&pfns([BASE_PFN, BASE_PFN + 1])], &[])
+        .unwrap();
+    h.run().unwrap();
+    assert!(page_is(&h, BASE_PFN, 0));
+    // The driver reuses a page before even submitting the deflate.
+    fill_pages(&h, BASE_PFN, 1, 0x42);
+    h.submit(BALLOON_DEFLATEQ, &[&pfns([BASE_PFN])], &[])
+        .unwrap();
+    h.run().unwrap();
+    assert!(
+        page_is(&h, BASE_PFN, 0x42),
+        "the device left the reused page alone"
+    );
+    let st = handle.status();
+    assert_eq!((st.inflated_pages, st.features & 1), (1, 0));
+    assert_eq!(h.completed(BALLOON_INFLATEQ).unwrap().len(), 1);
+    assert_eq!(h.completed(BALLOON_DEFLATEQ).unwrap().len(), 1);
 }
