@@ -199,6 +199,20 @@ fn hostile_pfns_and_malformed_buffers_are_skipped() {
             st.counters.duplicate_inflates,
             2 + (MAX_PFNS_PER_BUFFER as u64 - 1)
         );
+        // A page inflated again (say, a record older than this driver) is
+        // discarded again.
+        fill_pages(&h, BASE_PFN, 1, 0x66);
+        h.submit(BALLOON_INFLATEQ, &[&pfns([BASE_PFN])], &[])
+            .unwrap();
+        h.run().unwrap();
+        assert_eq!(h.completed(BALLOON_INFLATEQ).unwrap().len(), 1);
+        assert!(page_is(&h, BASE_PFN, 0), "{format:?}: discarded again");
+        let st = handle.status();
+        assert_eq!(st.inflated_pages, 4);
+        assert_eq!(
+            st.counters.duplicate_inflates,
+            3 + (MAX_PFNS_PER_BUFFER as u64 - 1)
+        );
 
         let t = h
             .submit(

@@ -50,7 +50,8 @@ pub struct BalloonCounters {
     pub deflated_pages: u64,
     /// Page frame numbers outside guest memory (logged, skipped).
     pub bad_pfns: u64,
-    /// Inflated page frame numbers already in the balloon (skipped).
+    /// Inflated page frame numbers already in the balloon (discarded
+    /// again, counted once in the balloon).
     pub duplicate_inflates: u64,
     /// Deflated page frame numbers not in the balloon (skipped).
     pub unknown_deflates: u64,

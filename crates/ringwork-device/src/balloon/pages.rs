@@ -180,6 +180,8 @@ impl RunDiscarder {
     /// Adds page `pfn` (already checked with [`page_in_memory`]).
     pub fn push(&mut self, mem: &Memory, pfn: u32) {
         match &mut self.run {
+            // Repeats inside the pending run cost nothing.
+            Some((start, n)) if pfn >= *start && pfn - *start < *n => {}
             Some((start, n)) if start.checked_add(*n) == Some(pfn) => *n += 1,
             _ => {
                 self.flush(mem);
@@ -265,7 +267,7 @@ mod tests {
             r.as_slice().fill(0, r.len(), 0xee).unwrap();
         }
         let mut d = RunDiscarder::default();
-        for pfn in 2..6 {
+        for pfn in [2, 3, 3, 2, 4, 5, 5] {
             assert!(page_in_memory(&mem, pfn));
             d.push(&mem, pfn);
         }

@@ -311,11 +311,17 @@ fn inflate(
                     "balloon: inflate of page frame {pfn:#x} outside guest memory skipped"
                 );
             }
-        } else if st.inflated.insert(pfn) {
-            st.counters.inflated_pages += 1;
-            runs.push(mem, pfn);
         } else {
-            st.counters.duplicate_inflates += 1;
+            // A page already recorded is discarded again: the record may
+            // predate this driver (a vhost-user frontend that reconnects
+            // without a device reset), and discarding before the buffer is
+            // used is always allowed (§5.5.6.2).
+            if st.inflated.insert(pfn) {
+                st.counters.inflated_pages += 1;
+            } else {
+                st.counters.duplicate_inflates += 1;
+            }
+            runs.push(mem, pfn);
         }
     })?;
     runs.flush(mem);
