@@ -8,7 +8,7 @@
 //!   `ok`: sets `num_pages` and notifies the driver.
 //! * `status` → `target=<bytes> actual=<bytes> inflated=<bytes>
 //!   resident=<bytes> guest=<bytes> driver=<active|idle> stats_updates=<n>
-//!   stats: <name>=<value>...` (sizes in bytes; `resident` is the guest
+//!   ... stats: <name>=<value>...` (sizes in bytes; `resident` is the guest
 //!   memory resident on the host as the backend maps it, by `mincore`, or
 //!   `unknown` without a running driver).
 //! * `stats` → asks the driver for fresh statistics, waits up to 2 s, then
@@ -250,7 +250,8 @@ pub fn format_status(st: &BalloonStatus, mem: Option<(u64, u64)>) -> String {
     let c = &st.counters;
     format!(
         "target={} actual={} inflated={} resident={resident} guest={guest} driver={} \
-         stats_updates={} bad_pfns={} discard_failures={} reported={} hinted={} stats: {}",
+         stats_updates={} bad_pfns={} discard_failures={} reported={} reported_kept={} \
+         poison={} hint_cmd={} driver_cmd={} hinted={} stats: {}",
         u64::from(st.target_pages) * page,
         u64::from(st.actual_pages) * page,
         st.inflated_bytes(),
@@ -259,6 +260,13 @@ pub fn format_status(st: &BalloonStatus, mem: Option<(u64, u64)>) -> String {
         c.bad_pfns,
         c.discard_failures,
         c.reported_bytes,
+        c.reported_kept_bytes,
+        st.poison_val
+            .map_or_else(|| "none".to_string(), |v| format!("{v:#x}")),
+        st.free_page_hint.cmd_id,
+        st.free_page_hint
+            .driver_cmd_id
+            .map_or_else(|| "none".to_string(), |v| v.to_string()),
         st.free_page_hint.hinted_bytes,
         st.stats.as_ref().map(|s| s.summary()).unwrap_or_default(),
     )
