@@ -14,6 +14,8 @@ use ringwork_vhost_user::{OnDisconnect, ServeError, Server};
 
 use crate::{EXIT_RUNTIME, EXIT_SETUP};
 
+mod balloon;
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(subcommand)]
@@ -60,6 +62,15 @@ enum DeviceArgs {
         common: Common,
         #[command(flatten)]
         opts: ConsoleArgs,
+    },
+    /// Memory balloon (VIRTIO 1.4 §5.5): inflated and reported pages are
+    /// given back to the host; target, status and statistics through a
+    /// control socket (--control).
+    Balloon {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        opts: balloon::BalloonArgs,
     },
 }
 
@@ -179,16 +190,30 @@ impl DeviceArgs {
         match self {
             DeviceArgs::Rng { common }
             | DeviceArgs::Console { common, .. }
-            | DeviceArgs::Blk { common, .. } => common,
+            | DeviceArgs::Blk { common, .. }
+            | DeviceArgs::Balloon { common, .. } => common,
         }
     }
 
-    /// The vhost-user.json backend type and features.
+    /// The vhost-user.json backend type and features. The schema has no
+    /// balloon type: the balloon reports `balloon` (the VIRTIO device's
+    /// name) with its optional features as option names.
     fn capabilities(&self) -> (&'static str, &'static [&'static str]) {
         match self {
             DeviceArgs::Rng { .. } => ("rng", &[]),
             DeviceArgs::Console { .. } => ("console", &[]),
             DeviceArgs::Blk { .. } => ("block", &["read-only", "blk-file"]),
+            DeviceArgs::Balloon { .. } => (
+                "balloon",
+                &[
+                    "control",
+                    "stats-interval",
+                    "deflate-on-oom",
+                    "free-page-hint",
+                    "page-reporting",
+                    "page-poison",
+                ],
+            ),
         }
     }
 
@@ -197,6 +222,7 @@ impl DeviceArgs {
             DeviceArgs::Rng { .. } => Ok(Arc::new(ringwork_device::rng::Rng::new())),
             DeviceArgs::Console { opts, .. } => build_console(opts),
             DeviceArgs::Blk { opts, .. } => build_blk(opts),
+            DeviceArgs::Balloon { opts, .. } => balloon::build(opts),
         }
     }
 }

@@ -22,6 +22,7 @@
 //! Trust and panic contract: everything the driver puts in guest memory is
 //! hostile input; see [`model`].
 
+pub mod balloon;
 pub mod blk;
 pub mod console;
 pub mod model;

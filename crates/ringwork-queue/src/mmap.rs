@@ -12,6 +12,8 @@
 #![allow(unsafe_code)]
 
 use std::io;
+#[cfg(test)]
+use std::os::fd::AsFd;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::vec::Vec;
@@ -102,24 +104,74 @@ impl MmapRegion {
         unsafe { MemSlice::from_raw_parts(self.ptr, self.len) }
     }
 
-    /// Gives `[offset, offset + len)` back to the kernel: `MADV_REMOVE`
-    /// frees the backing pages of a shared mapping (reads then see zeros),
-    /// with `MADV_DONTNEED` as the fallback where the backing store cannot
-    /// punch holes.
+    /// Gives `[offset, offset + len)` back to the kernel with
+    /// `MADV_REMOVE`: the backing pages of the shared mapping (shmem,
+    /// memfd, hugetlbfs, or a file on a filesystem that can punch holes)
+    /// are freed, as `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`
+    /// would; every mapping of the same file (the guest's too) then reads
+    /// zeros there. The range must be page-aligned in the mapping.
+    ///
+    /// There is deliberately no `MADV_DONTNEED` fallback: on a shared file
+    /// mapping it only drops this process's page table entries, frees
+    /// nothing and leaves the old contents in place. Where the backing
+    /// store cannot punch holes the kernel's error (`EOPNOTSUPP`, `EINVAL`,
+    /// `EPERM` for a sealed memfd) is returned and nothing changed.
     pub fn discard(&self, offset: usize, len: usize) -> io::Result<()> {
         if (offset + self.skip) % PAGE != 0 || offset.checked_add(len).is_none_or(|e| e > self.len)
         {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad range"));
         }
         let addr = self.ptr.wrapping_add(offset).cast::<libc::c_void>();
-        // MADV_REMOVE frees the backing pages but keeps the mapping valid.
         // SAFETY: the range is inside our own mapping (checked above).
-        let removed = unsafe { libc::madvise(addr, len, libc::MADV_REMOVE) } == 0;
-        // SAFETY: as above; MADV_DONTNEED likewise keeps the mapping valid.
-        if !removed && unsafe { libc::madvise(addr, len, libc::MADV_DONTNEED) } != 0 {
+        // MADV_REMOVE frees the backing pages but keeps the mapping valid;
+        // nothing in this process holds Rust references into guest memory
+        // (only MemSlice's volatile accesses), so no reference observes the
+        // contents changing to zeros.
+        if unsafe { libc::madvise(addr, len, libc::MADV_REMOVE) } != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// Bytes of the region whose pages are resident (in the page cache of
+    /// the backing file or memfd, whichever process touched them), by
+    /// `mincore(2)`, counted in whole host pages over the page-aligned
+    /// mapping (so at most one page more than `len` at either end).
+    pub fn resident_bytes(&self) -> io::Result<u64> {
+        // SAFETY: sysconf has no memory effects.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            n if n > 0 => n as usize,
+            _ => PAGE,
+        };
+        let start = self.ptr.wrapping_sub(self.skip);
+        let total = self.len + self.skip;
+        let mut resident = 0u64;
+        // Bounded chunks keep the vector small for big regions.
+        const CHUNK_PAGES: usize = 1 << 16;
+        let mut vec = vec![0u8; CHUNK_PAGES];
+        let mut done = 0usize;
+        while done < total {
+            let len = (total - done).min(CHUNK_PAGES * page);
+            let pages = len.div_ceil(page);
+            // SAFETY: `start + done` is page-aligned (mmap returns aligned
+            // mappings and `done` advances in whole pages) and the range
+            // lies inside our own mapping; mincore writes `pages` bytes into
+            // `vec`, which holds CHUNK_PAGES >= pages bytes.
+            let rc = unsafe {
+                libc::mincore(
+                    start.wrapping_add(done).cast::<libc::c_void>(),
+                    len,
+                    vec.as_mut_ptr().cast(),
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = vec.iter().take(pages).filter(|&&b| b & 1 != 0).count();
+            resident += (n * page) as u64;
+            done += len;
+        }
+        Ok(resident)
     }
 }
 
@@ -251,5 +303,70 @@ mod tests {
         assert_eq!(b.device_addr(), 0x1000);
         assert!(m.remove_region(0x10_0000).is_some());
         assert!(m.slice(0x10_0000, 1).is_none());
+    }
+
+    fn memfd(len: usize, flags: libc::c_uint) -> std::os::fd::OwnedFd {
+        use std::os::fd::FromRawFd;
+        // SAFETY: memfd_create with a NUL-terminated name; the result is
+        // checked before it is owned.
+        let fd =
+            unsafe { libc::memfd_create(c"ringwork-test".as_ptr(), libc::MFD_CLOEXEC | flags) };
+        assert!(fd >= 0, "memfd_create: {}", io::Error::last_os_error());
+        // SAFETY: a fresh descriptor nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let f = std::fs::File::from(fd);
+        f.set_len(len as u64).unwrap();
+        f.into()
+    }
+
+    fn allocated_bytes(fd: &std::os::fd::OwnedFd) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let f = std::fs::File::from(fd.try_clone().unwrap());
+        f.metadata().unwrap().blocks() * 512
+    }
+
+    /// A shared memfd mapping (what a vhost-user frontend hands over):
+    /// discard frees the file's pages (the memfd's allocated size and the
+    /// resident count drop) and another mapping of the same file reads
+    /// zeros, which MADV_DONTNEED would not do.
+    #[test]
+    fn discard_frees_shared_memfd_pages() {
+        const LEN: usize = 64 * PAGE;
+        let fd = memfd(LEN, 0);
+        let a = MmapRegion::from_fd(fd.as_fd(), 0, LEN).unwrap();
+        let b = MmapRegion::from_fd(fd.as_fd(), 0, LEN).unwrap();
+        a.as_slice().fill(0, LEN, 0x5a).unwrap();
+        assert_eq!(allocated_bytes(&fd), LEN as u64);
+        assert_eq!(a.resident_bytes().unwrap(), LEN as u64);
+        a.discard(8 * PAGE, 16 * PAGE).unwrap();
+        assert_eq!(allocated_bytes(&fd), (LEN - 16 * PAGE) as u64);
+        assert_eq!(a.resident_bytes().unwrap(), (LEN - 16 * PAGE) as u64);
+        assert_eq!(b.resident_bytes().unwrap(), (LEN - 16 * PAGE) as u64);
+        let s = b.as_slice();
+        assert_eq!(s.read_u8(8 * PAGE).unwrap(), 0, "other mapping sees zeros");
+        assert_eq!(s.read_u8(24 * PAGE - 1).unwrap(), 0);
+        assert_eq!(s.read_u8(8 * PAGE - 1).unwrap(), 0x5a, "before the range");
+        assert_eq!(s.read_u8(24 * PAGE).unwrap(), 0x5a, "after the range");
+        assert!(a.discard(1, PAGE).is_err(), "unaligned");
+        assert!(a.discard(LEN - PAGE, 2 * PAGE).is_err(), "past the end");
+    }
+
+    /// Where the backing store refuses to punch holes the error comes
+    /// back (no silent MADV_DONTNEED) and the contents stay: a memfd
+    /// sealed with F_SEAL_FUTURE_WRITE (allowed while writable mappings
+    /// exist) refuses hole punching with EPERM.
+    #[test]
+    fn discard_reports_failure_instead_of_pretending() {
+        const LEN: usize = 4 * PAGE;
+        let fd = memfd(LEN, libc::MFD_ALLOW_SEALING);
+        let r = MmapRegion::from_fd(fd.as_fd(), 0, LEN).unwrap();
+        r.as_slice().fill(0, LEN, 7).unwrap();
+        // SAFETY: fcntl on our own descriptor.
+        let rc =
+            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_FUTURE_WRITE) };
+        assert_eq!(rc, 0, "F_ADD_SEALS: {}", io::Error::last_os_error());
+        assert!(r.discard(0, PAGE).is_err());
+        assert_eq!(r.as_slice().read_u8(0).unwrap(), 7, "contents kept");
+        assert_eq!(r.resident_bytes().unwrap(), LEN as u64);
     }
 }

@@ -78,9 +78,15 @@ pub const BALLOON_SHOULD_ACCEPT_IF_OFFERED: &[u32] = &[VIRTIO_BALLOON_F_MUST_TEL
 // Configuration space (§5.5.4)
 // ---------------------------------------------------------------------------
 
+/// Offset of `num_pages` in [`BalloonConfig`] (set by the device; the
+/// driver only reads it).
+pub const BALLOON_CONFIG_NUM_PAGES_OFFSET: usize = 0;
 /// Offset of `actual` in [`BalloonConfig`] (driver-writable; legacy drivers
 /// MUST write all 4 bytes at once).
 pub const BALLOON_CONFIG_ACTUAL_OFFSET: usize = 4;
+/// Offset of `free_page_hint_cmd_id` in [`BalloonConfig`] (set by the
+/// device; "read-only by the driver", §5.5.4).
+pub const BALLOON_CONFIG_FREE_PAGE_HINT_CMD_ID_OFFSET: usize = 8;
 /// Offset of `poison_val` in [`BalloonConfig`] (driver-writable with
 /// `VIRTIO_BALLOON_F_PAGE_POISON`).
 pub const BALLOON_CONFIG_POISON_VAL_OFFSET: usize = 12;
@@ -177,6 +183,10 @@ pub const VIRTIO_BALLOON_S_HTLB_PGALLOC: u16 = 8;
 /// Failed hugetlb page allocations.
 pub const VIRTIO_BALLOON_S_HTLB_PGFAIL: u16 = 9;
 
+/// Number of statistic tags the spec defines (`0..VIRTIO_BALLOON_S_NR`);
+/// Linux: `VIRTIO_BALLOON_S_NR`.
+pub const VIRTIO_BALLOON_S_NR: u16 = 10;
+
 /// Every statistic tag the spec defines, with a short name, in tag order.
 /// Devices MUST ignore tags they do not recognise.
 pub const BALLOON_STAT_TAGS: &[(u16, &str)] = &[
@@ -235,6 +245,9 @@ pub const BALLOON_FREE_PAGE_VQ_NOMINAL: u16 = 3;
 /// earlier optional queues are absent (see [`BalloonQueues`]).
 pub const BALLOON_REPORTING_VQ_NOMINAL: u16 = 4;
 
+/// The most virtqueues a balloon has (all three optional queues present).
+pub const BALLOON_MAX_QUEUES: u16 = 5;
+
 /// The balloon's virtqueue indices for a negotiated feature set: the queues
 /// that exist, numbered densely in the spec's order (see the
 /// [module docs](self) on why this is not always the spec's list).
@@ -288,6 +301,16 @@ impl BalloonQueues {
         )
     }
 
+    /// Computes the indices from a feature bit mask (`1 << bit` for each
+    /// negotiated `VIRTIO_BALLOON_F_*`; other bits are ignored).
+    pub const fn from_bits(features: u64) -> Self {
+        Self::new(
+            features & (1 << VIRTIO_BALLOON_F_STATS_VQ) != 0,
+            features & (1 << VIRTIO_BALLOON_F_FREE_PAGE_HINT) != 0,
+            features & (1 << VIRTIO_BALLOON_F_PAGE_REPORTING) != 0,
+        )
+    }
+
     /// Number of virtqueues that exist (2 to 5).
     pub const fn num_queues(&self) -> u16 {
         2 + self.statsq.is_some() as u16
@@ -315,6 +338,8 @@ mod tests {
         assert_eq!(BALLOON_CONFIG_SIZE, 16);
         assert_eq!(b[BALLOON_CONFIG_ACTUAL_OFFSET], 0x14);
         assert_eq!(b[BALLOON_CONFIG_POISON_VAL_OFFSET], 0xaa);
+        assert_eq!(b[BALLOON_CONFIG_NUM_PAGES_OFFSET], 4);
+        assert_eq!(b[BALLOON_CONFIG_FREE_PAGE_HINT_CMD_ID_OFFSET], 0x24);
     }
 
     #[test]
@@ -345,7 +370,7 @@ mod tests {
         for (i, &(tag, _)) in BALLOON_STAT_TAGS.iter().enumerate() {
             assert_eq!(tag as usize, i);
         }
-        assert_eq!(BALLOON_STAT_TAGS.len(), 10);
+        assert_eq!(BALLOON_STAT_TAGS.len(), usize::from(VIRTIO_BALLOON_S_NR));
         assert_eq!(stat_tag_name(VIRTIO_BALLOON_S_SWAP_IN), Some("swap-in"));
         assert_eq!(
             stat_tag_name(VIRTIO_BALLOON_S_HTLB_PGFAIL),
@@ -414,5 +439,13 @@ mod tests {
         assert_eq!(stats_and_reporting.statsq, Some(2));
         assert_eq!(stats_and_reporting.free_page_vq, None);
         assert_eq!(stats_and_reporting.reporting_vq, Some(3));
+
+        assert_eq!(BalloonQueues::from_bits(u64::MAX), all);
+        assert_eq!(all.num_queues(), BALLOON_MAX_QUEUES);
+        assert_eq!(BalloonQueues::from_bits(0), none);
+        assert_eq!(
+            BalloonQueues::from_bits(1 << VIRTIO_BALLOON_F_FREE_PAGE_HINT | 1 << 40),
+            BalloonQueues::new(false, true, false)
+        );
     }
 }
