@@ -43,7 +43,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE};
+use ringwork_spec::balloon::BALLOON_CONFIG_SIZE;
+use ringwork_spec::device_id::{
+    DeviceType, VIRTIO_ID_BALLOON, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_NET,
+    VIRTIO_ID_SCSI,
+};
+use ringwork_spec::net::NET_CONFIG_SIZE;
+use ringwork_spec::scsi::SCSI_CONFIG_SIZE;
 use ringwork_spec::features::{
     FeatureSet, PCI_ONLY_FEATURES, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_NOTIFICATION_DATA,
     VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET,
@@ -373,22 +379,34 @@ impl VhostUserTransport {
         if self.config.is_some() || !self.has_protocol(protocol::CONFIG) {
             return;
         }
-        let want = match self.device_type.0 {
-            VIRTIO_ID_CONSOLE => 12,
-            VIRTIO_ID_BLOCK => BLK_CONFIG_PROBE,
-            _ => 0,
+        // The whole space of the device type, largest layout first: a
+        // backend refuses reads beyond its space, whose size can depend on
+        // features (net) or the spec version the backend follows.
+        let sizes: &[u32] = match self.device_type.0 {
+            VIRTIO_ID_BLOCK => &[BLK_CONFIG_PROBE],
+            VIRTIO_ID_CONSOLE => &[12, 8, 4],
+            VIRTIO_ID_BALLOON => &[BALLOON_CONFIG_SIZE as u32, 8],
+            VIRTIO_ID_SCSI => &[SCSI_CONFIG_SIZE as u32],
+            VIRTIO_ID_NET => &[NET_CONFIG_SIZE as u32, 24, 20, 16, 12, 10, 8, 6],
+            _ => &[],
         };
-        if want == 0 {
+        if sizes.is_empty() {
             self.config = Some(Vec::new());
             return;
         }
-        let r = self.fe.get_config(0, want);
-        match r {
-            Ok(mut c) => {
-                c.truncate(want as usize);
-                self.config = Some(c);
+        let mut last = None;
+        for &want in sizes {
+            match self.fe.get_config(0, want) {
+                Ok(mut c) => {
+                    c.truncate(want as usize);
+                    self.config = Some(c);
+                    return;
+                }
+                Err(e) => last = Some(e),
             }
-            Err(e) => self.fail("GET_CONFIG", e),
+        }
+        if let Some(e) = last {
+            self.fail("GET_CONFIG", e);
         }
     }
 
