@@ -25,6 +25,7 @@
 pub mod blk;
 pub mod console;
 pub mod model;
+pub mod net;
 pub mod rng;
 
 #[cfg(feature = "test-utils")]

@@ -1,6 +1,6 @@
 //! Shared pieces of the Linux-guest tests: starting `ringwork serve`,
 //! images and patterns, and the guest-side shell snippets.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::fs::File;
 use std::io::Read;
