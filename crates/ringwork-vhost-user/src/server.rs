@@ -15,6 +15,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -233,7 +234,8 @@ impl Server {
             Source::Listener(l, _) => l,
         };
         let ended = Arc::new(EventFd::new()?);
-        let mut running: Vec<(u64, JoinHandle<()>)> = Vec::new();
+        // Each connection's thread, and a flag it sets as it ends.
+        let mut running: Vec<(u64, JoinHandle<()>, Arc<AtomicBool>)> = Vec::new();
         let mut next = 0u64;
         loop {
             let ready = sys::poll_fds(
@@ -242,22 +244,25 @@ impl Server {
             )?;
             if ready[1] {
                 tracing::info!("shutting down {} connection(s)", running.len());
-                for (_, t) in running {
+                for (_, t, _) in running {
                     let _ = t.join();
                 }
                 return Ok(());
             }
             if ready[2] {
                 let _ = ended.drain();
-                let (done, live) = running.into_iter().partition(|(_, t)| t.is_finished());
-                running = live;
-                for (n, t) in done {
-                    let _ = t.join();
-                    tracing::info!("connection {n} ended ({} open)", running.len());
-                }
-                if on_disconnect == OnDisconnect::Exit && running.is_empty() && next > 0 {
-                    return Ok(());
-                }
+            }
+            // Reap every round, so the limit counts only live connections.
+            let (done, live): (Vec<_>, Vec<_>) = running
+                .into_iter()
+                .partition(|(_, _, ended)| ended.load(Ordering::SeqCst));
+            running = live;
+            for (n, t, _) in done {
+                let _ = t.join();
+                tracing::info!("connection {n} ended ({} open)", running.len());
+            }
+            if on_disconnect == OnDisconnect::Exit && running.is_empty() && next > 0 {
+                return Ok(());
             }
             if !ready[0] {
                 continue;
@@ -278,6 +283,8 @@ impl Server {
             };
             tracing::info!("connection {n}: frontend connected");
             let (stop, done) = (self.shutdown.clone(), ended.clone());
+            let flag = Arc::new(AtomicBool::new(false));
+            let flag2 = flag.clone();
             let t = std::thread::Builder::new()
                 .name(format!("ringwork-conn{n}"))
                 .spawn(move || {
@@ -285,9 +292,10 @@ impl Server {
                         Ok(_) => tracing::info!("connection {n}: frontend disconnected"),
                         Err(e) => tracing::error!("connection {n}: closing: {e}"),
                     }
+                    flag2.store(true, Ordering::SeqCst);
                     let _ = done.signal();
                 })?;
-            running.push((n, t));
+            running.push((n, t, flag));
         }
     }
 }
