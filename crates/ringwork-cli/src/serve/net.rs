@@ -19,7 +19,7 @@ pub struct NetArgs {
     /// Connect every guest to a built-in userspace L2 switch (learning,
     /// flooding; no host networking). Each connection to the socket is a
     /// new guest on its own switch port.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "print_capabilities")]
     switch: bool,
     /// Queue pairs per device (more than one offers VIRTIO_NET_F_MQ).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_QUEUE_PAIRS)))]
@@ -29,16 +29,21 @@ pub struct NetArgs {
     mtu: u16,
     /// MAC address of the first guest; the nth connection (0, 1, ...) gets
     /// this address plus n.
-    #[arg(long, value_name = "MAC", default_value = "52:54:00:12:34:01")]
+    #[arg(long, value_name = "MAC", default_value = "52:54:00:12:34:01", value_parser = unicast_mac)]
     mac: MacAddr,
+}
+
+fn unicast_mac(s: &str) -> Result<MacAddr, String> {
+    let mac: MacAddr = s.parse().map_err(|e| format!("{e}"))?;
+    if mac.is_multicast() {
+        return Err(format!("{mac} is a multicast address"));
+    }
+    Ok(mac)
 }
 
 /// Serves guests until shutdown (or, with `policy` Exit, until the last
 /// connected guest left).
 pub fn serve(server: &mut Server, a: &NetArgs, policy: OnDisconnect) -> anyhow::Result<()> {
-    if a.mac.is_multicast() {
-        anyhow::bail!("--mac {}: a multicast address", a.mac);
-    }
     let switch = Switch::new();
     let (queues, mtu, base) = (a.queues, a.mtu, a.mac);
     tracing::info!(
