@@ -19,19 +19,24 @@ use ringwork_guest_tests::{boot_uml, uml_modules, GuestRun, Initramfs, TempDir, 
 
 const FILE_LEN: usize = 8 << 20;
 
-/// Shell: brings eth0 up as `addr`/24, then waits (up to a minute) until
-/// `peer` answers a ping, then pings it three times.
-fn net_up(addr: &str, peer: &str) -> String {
+/// Shell: brings eth0 up as `addr`/24 with `mtu`, then waits (up to a
+/// minute) until `peer` answers a ping, then pings it three times (with
+/// packets as large as the MTU allows, unfragmented).
+fn net_up(addr: &str, peer: &str, mtu: u32) -> String {
+    let size = mtu - 28;
     format!(
         r#"
 wait_for /sys/class/net/eth0 10
 info mac "$(cat /sys/class/net/eth0/address)"
+info features "$(cat /sys/class/net/eth0/device/features)"
+check set-mtu ip link set eth0 mtu {mtu}
 info mtu "$(cat /sys/class/net/eth0/mtu)"
 check link-up ip link set eth0 up
 check addr ip addr add {addr}/24 dev eth0
 check carrier test "$(cat /sys/class/net/eth0/carrier)" = 1
-check peer-reachable eval 'i=0; until ping -c 1 -W 1 {peer} >/dev/null 2>&1; do i=$((i+1)); [ $i -ge 60 ] && exit 1; done'
+check peer-reachable eval 'i=0; until ping -c 1 -W 1 {peer} >/dev/null 2>&1; do i=$((i+1)); [ $i -ge 120 ] && exit 1; sleep 0.5; done'
 check ping ping -c 3 -W 2 {peer}
+check ping-full-size ping -c 3 -W 2 -s {size} {peer}
 "#
     )
 }
@@ -86,9 +91,23 @@ fn guest(
 /// on its SHA-256.
 #[test]
 fn uml_two_guests_ping_and_transfer_over_the_switch() {
-    let tmp = must(TempDir::new("uml-net"), "temp dir");
+    two_guests("uml-net", &[], 1500);
+}
+
+/// The same with VIRTIO_NET_F_MQ offered (2 pairs: Linux negotiates MQ,
+/// so the controlq is queue 4, and sends VQ_PAIRS_SET) and a 9000-byte
+/// MTU (jumbo frames spread over merged receive buffers).
+#[test]
+fn uml_two_guests_multiqueue_jumbo_frames() {
+    two_guests("uml-net-mq", &["--queues", "2", "--mtu", "9000"], 9000);
+}
+
+fn two_guests(tag: &str, args: &[&str], mtu: u32) {
+    let tmp = must(TempDir::new(tag), "temp dir");
     let socket = tmp.join("net.sock");
-    let mut backend = serve(&["net", "--switch"], &socket);
+    let mut serve_args = vec!["net", "--switch"];
+    serve_args.extend_from_slice(args);
+    let mut backend = serve(&serve_args, &socket);
     let data = pattern(0x5eed_0606, FILE_LEN);
 
     // Receiver (10.0.0.1): takes the file, reports its checksum, sends the
@@ -102,7 +121,7 @@ info sha256 "$sum"
 echo "$sum" > /tmp/sum
 {reply}"#,
         listen = listen(5000, "/tmp/recv.bin"),
-        up = net_up("10.0.0.1", "10.0.0.2"),
+        up = net_up("10.0.0.1", "10.0.0.2", mtu),
         len = FILE_LEN,
         reply = send("send-sum", "/tmp/sum", "10.0.0.2", 5001),
     );
@@ -116,7 +135,7 @@ info sha256 "$sum"
 check sums-match test "$(cat /tmp/peer-sum)" = "$sum"
 "#,
         listen = listen(5001, "/tmp/peer-sum"),
-        up = net_up("10.0.0.2", "10.0.0.1"),
+        up = net_up("10.0.0.2", "10.0.0.1", mtu),
         send = send("send", "/data.bin", "10.0.0.1", 5000),
     );
     let ga = guest(&tmp, "receiver", &socket, receiver, None);
@@ -131,11 +150,13 @@ check sums-match test "$(cat /tmp/peer-sum)" = "$sum"
     );
     let common_checks = [
         "insmod-virtio_net",
+        "set-mtu",
         "link-up",
         "addr",
         "carrier",
         "peer-reachable",
         "ping",
+        "ping-full-size",
     ];
     let mut want_a = common_checks.to_vec();
     want_a.extend(["receive", "size", "send-sum"]);
@@ -154,7 +175,30 @@ check sums-match test "$(cat /tmp/peer-sum)" = "$sum"
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.info("sha256"), b.info("sha256"), "checksums differ");
     assert_ne!(a.info("mac"), b.info("mac"), "both guests got the same MAC");
-    assert_eq!(a.info("mtu"), Some("1500"));
+    // What Linux negotiated (one character per feature bit).
+    let features = a.info("features").unwrap_or_default().to_owned();
+    let bit = |b: usize| features.as_bytes().get(b) == Some(&b'1');
+    use ringwork_spec::net::*;
+    for b in [
+        VIRTIO_NET_F_CSUM,
+        VIRTIO_NET_F_GUEST_CSUM,
+        VIRTIO_NET_F_MAC,
+        VIRTIO_NET_F_MTU,
+        VIRTIO_NET_F_MRG_RXBUF,
+        VIRTIO_NET_F_STATUS,
+        VIRTIO_NET_F_CTRL_VQ,
+        VIRTIO_NET_F_CTRL_RX,
+        VIRTIO_NET_F_CTRL_VLAN,
+    ] {
+        assert!(bit(b as usize), "feature {b} not negotiated: {features}");
+    }
+    assert_eq!(
+        bit(VIRTIO_NET_F_MQ as usize),
+        args.contains(&"--queues"),
+        "MQ: {features}"
+    );
+    let mtu = mtu.to_string();
+    assert_eq!(a.info("mtu"), Some(mtu.as_str()));
     must(backend.check_alive(), "ringwork serve net after the guests");
     let log = backend.stop();
     assert!(!log.contains("ERROR"), "backend logged errors:\n{log}");
