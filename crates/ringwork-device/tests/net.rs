@@ -236,6 +236,20 @@ fn checksum_completed_in_software_for_a_port_without_guest_csum() {
     assert_eq!(gc[0].flags(), VIRTIO_NET_HDR_F_NEEDS_CSUM);
     assert_eq!(gc[0].csum(), (34, 6));
     assert_eq!(gc[0].data, partial, "passed on untouched");
+    // A broken IPv4 header checksum in front: NEEDS_CSUM would claim it
+    // valid (§5.1.9.4.1), so C gets the checksum completed instead.
+    let mut bad_ip = partial.clone();
+    bad_ip[24] ^= 0xff;
+    transmit(
+        &mut a,
+        0,
+        &hdr(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 34, 6),
+        &bad_ip,
+    );
+    let gc = received(&mut c, 0);
+    assert_eq!(gc[0].flags(), 0);
+    assert!(udp_checksum_ok(&gc[0].data));
+    assert_eq!(received(&mut b, 0).len(), 1);
 }
 
 #[test]

@@ -187,6 +187,36 @@ impl Packet {
         self.data[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
 
+    /// Whether the checksums in front of a [`PartialCsum`] hold, so that
+    /// the request can be passed to a receiver as NEEDS_CSUM (which says
+    /// "all preceding checksums have been validated", §5.1.9.4.1): an IPv4
+    /// header (after at most one VLAN tag) must be complete and sum
+    /// correctly; other network protocols carry no header checksum.
+    pub fn preceding_checksums_ok(&self) -> bool {
+        let mut off = 12;
+        let mut ethertype = self.be16(off);
+        if ethertype == Some(ETH_P_8021Q) {
+            off += VLAN_HLEN;
+            ethertype = self.be16(off);
+        }
+        if ethertype != Some(0x0800) {
+            return true;
+        }
+        let l3 = off + 2;
+        let Some(&vihl) = self.data.get(l3) else {
+            return false;
+        };
+        let ihl = usize::from(vihl & 0x0f) * 4;
+        if vihl >> 4 != 4 || ihl < 20 {
+            return false;
+        }
+        let Some(hdr) = self.data.get(l3..l3 + ihl) else {
+            return false;
+        };
+        let in_front = self.csum.is_none_or(|c| usize::from(c.start) >= l3 + ihl);
+        in_front && ones_complement_sum(hdr) == 0xffff
+    }
+
     /// A hash that is the same for both directions of a flow (IPv4/IPv6
     /// addresses and TCP/UDP ports when present, else the MAC addresses),
     /// for steering a flow to one receive queue.
@@ -323,6 +353,42 @@ mod tests {
         r.data[u..u + 2].copy_from_slice(&2000u16.to_be_bytes());
         r.data[u + 2..u + 4].copy_from_slice(&1000u16.to_be_bytes());
         assert_eq!(r.flow_hash(), p.flow_hash());
+    }
+
+    #[test]
+    fn ipv4_header_checksum_gates_needs_csum() {
+        let mut f = vec![0u8; 14 + 20 + 8];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[14 + 2..14 + 4].copy_from_slice(&28u16.to_be_bytes());
+        f[14 + 9] = 17;
+        let c = !ones_complement_sum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        let csum = Some(PartialCsum {
+            start: 34,
+            offset: 6,
+        });
+        let mut p = Packet {
+            data: f.clone(),
+            csum,
+        };
+        assert!(p.preceding_checksums_ok());
+        p.data[30] ^= 1;
+        assert!(!p.preceding_checksums_ok(), "bad IPv4 header checksum");
+        p.data = f.clone();
+        p.csum = Some(PartialCsum {
+            start: 20,
+            offset: 6,
+        });
+        assert!(!p.preceding_checksums_ok(), "checksum inside the IP header");
+        p.data.truncate(30);
+        assert!(!p.preceding_checksums_ok(), "truncated IPv4 header");
+        let mut other = Packet::new(vec![0u8; 60]);
+        other.data[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert!(
+            other.preceding_checksums_ok(),
+            "IPv6 has no header checksum"
+        );
     }
 
     #[test]

@@ -14,8 +14,10 @@
 //!
 //! Checksums: a frame that still needs its checksum (the sender's
 //! NEEDS_CSUM) keeps the request in the header when the driver negotiated
-//! VIRTIO_NET_F_GUEST_CSUM; otherwise the device completes the checksum in
-//! software and sets `flags` to 0 (§5.1.9.4.1: without GUEST_CSUM, flags
+//! VIRTIO_NET_F_GUEST_CSUM and the checksums in front of it hold (an IPv4
+//! header checksum, [`Packet::preceding_checksums_ok`]; §5.1.9.4.1 item
+//! 1); otherwise the device completes the checksum in software and sets
+//! `flags` to 0 (§5.1.9.4.1: without GUEST_CSUM, flags
 //! are zero and the packet fully checksummed). `gso_type` is always NONE
 //! (no GUEST_TSO/UFO/USO offered).
 //!
@@ -134,7 +136,7 @@ impl RxWorker {
                 bump(&st.rx_oversized);
                 continue;
             }
-            if !self.guest_csum {
+            if !self.guest_csum || !p.preceding_checksums_ok() {
                 p.complete_checksum();
             }
             return Some(p);

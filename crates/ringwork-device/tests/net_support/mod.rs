@@ -80,6 +80,8 @@ pub fn udp_partial(dst: MacAddr, src: MacAddr, payload: &[u8], sport: u16, dport
     f[36..38].copy_from_slice(&dport.to_be_bytes());
     f[38..40].copy_from_slice(&(udp_len as u16).to_be_bytes());
     f[42..].copy_from_slice(payload);
+    let ip = !ringwork_device::net::ones_complement_sum(&f[14..34]);
+    f[24..26].copy_from_slice(&ip.to_be_bytes());
     let pseudo = pseudo_sum(&f);
     f[40..42].copy_from_slice(&pseudo.to_be_bytes());
     f
