@@ -15,6 +15,7 @@ use ringwork_vhost_user::{OnDisconnect, ServeError, Server};
 use crate::{EXIT_RUNTIME, EXIT_SETUP};
 
 mod balloon;
+mod net;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -71,6 +72,15 @@ enum DeviceArgs {
         common: Common,
         #[command(flatten)]
         opts: balloon::BalloonArgs,
+    },
+    /// Network device (VIRTIO 1.4 §5.1): every guest that connects to the
+    /// socket gets its own device on one userspace switch (`--switch`);
+    /// multiqueue, checksum offload, receive filters, VLAN filtering.
+    Net {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        opts: net::NetArgs,
     },
 }
 
@@ -191,7 +201,8 @@ impl DeviceArgs {
             DeviceArgs::Rng { common }
             | DeviceArgs::Console { common, .. }
             | DeviceArgs::Blk { common, .. }
-            | DeviceArgs::Balloon { common, .. } => common,
+            | DeviceArgs::Balloon { common, .. }
+            | DeviceArgs::Net { common, .. } => common,
         }
     }
 
@@ -214,6 +225,7 @@ impl DeviceArgs {
                     "page-poison",
                 ],
             ),
+            DeviceArgs::Net { .. } => ("net", &[]),
         }
     }
 
@@ -223,6 +235,8 @@ impl DeviceArgs {
             DeviceArgs::Console { opts, .. } => build_console(opts),
             DeviceArgs::Blk { opts, .. } => build_blk(opts),
             DeviceArgs::Balloon { opts, .. } => balloon::build(opts),
+            // Served by `net::serve`, a device per connection.
+            DeviceArgs::Net { .. } => anyhow::bail!("net devices are made per connection"),
         }
     }
 }
@@ -252,9 +266,12 @@ pub fn run(a: ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return setup_error(e),
     };
-    let device = match dev.build() {
-        Ok(d) => d,
-        Err(e) => return setup_error(e),
+    let device = match &dev {
+        DeviceArgs::Net { .. } => None,
+        _ => match dev.build() {
+            Ok(d) => Some(d),
+            Err(e) => return setup_error(e),
+        },
     };
     // SIGTERM/SIGINT/SIGHUP stop the server; the eventfd lives for the
     // rest of the process.
@@ -276,7 +293,14 @@ pub fn run(a: ServeArgs) -> ExitCode {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| format!("fd {}", common.fd.unwrap_or(-1)))
     );
-    match server.serve(device, policy) {
+    let result = match (device, &dev) {
+        (Some(device), _) => server.serve(device, policy).map_err(|e| e.to_string()),
+        (None, DeviceArgs::Net { opts, .. }) => {
+            net::serve(&mut server, opts, policy).map_err(|e| format!("{e:#}"))
+        }
+        (None, _) => Ok(()),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ringwork: {e}");

@@ -26,6 +26,7 @@ pub mod balloon;
 pub mod blk;
 pub mod console;
 pub mod model;
+pub mod net;
 pub mod rng;
 
 #[cfg(feature = "test-utils")]

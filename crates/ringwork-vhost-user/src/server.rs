@@ -1,4 +1,7 @@
-//! Listening for frontends and serving them one at a time.
+//! Listening for frontends and serving them: one at a time with one
+//! device ([`Server::serve`]), or several at once, each with a device of
+//! its own ([`Server::serve_many`], e.g. one network device per guest, all
+//! on one switch).
 //!
 //! Follows the vhost-user "Backend program conventions": the socket comes
 //! from a path (`--socket-path`) or an inherited descriptor (`--fd`); the
@@ -12,7 +15,9 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use ringwork_device::model::Device;
 
@@ -192,16 +197,125 @@ impl Server {
 
     /// Serves one connection; `Ok(true)` when shutdown was requested.
     fn serve_one(&self, device: Arc<dyn Device>, stream: UnixStream) -> Result<bool, BackendError> {
-        let mut conn = Connection::new(device, stream)?;
+        serve_connection(device, stream, &self.shutdown)
+    }
+
+    /// Serves any number of frontends at once (at most `max_connections`;
+    /// more are refused, that is, closed at once), each on its own thread
+    /// with its own device: `factory(n)` makes the device for the `n`th
+    /// connection (0, 1, ...); when it fails, that connection is closed.
+    /// A device is dropped when its connection ends.
+    ///
+    /// Returns `Ok` on shutdown (after every connection stopped its
+    /// queues), or, with [`OnDisconnect::Exit`], once the last open
+    /// connection ended. An inherited connected socket is served alone.
+    /// A connection that breaks the protocol is logged and closed; the
+    /// others go on.
+    pub fn serve_many<F>(
+        &mut self,
+        mut factory: F,
+        on_disconnect: OnDisconnect,
+        max_connections: usize,
+    ) -> Result<(), ServeError>
+    where
+        F: FnMut(u64) -> Result<Arc<dyn Device>, Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let listener = match &mut self.source {
+            Source::Stream(s) => {
+                let Some(stream) = s.take() else {
+                    return Ok(());
+                };
+                let device = factory(0).map_err(|e| {
+                    ServeError::Io(std::io::Error::other(format!("creating the device: {e}")))
+                })?;
+                self.serve_one(device, stream)?;
+                return Ok(());
+            }
+            Source::Listener(l, _) => l,
+        };
+        let ended = Arc::new(EventFd::new()?);
+        // Each connection's thread, and a flag it sets as it ends.
+        let mut running: Vec<(u64, JoinHandle<()>, Arc<AtomicBool>)> = Vec::new();
+        let mut next = 0u64;
         loop {
-            let (ready, stop) = sys::poll2(conn.socket().as_fd(), self.shutdown.as_fd())?;
-            if stop {
-                // Dropping the connection stops every queue first.
-                return Ok(true);
+            let ready = sys::poll_fds(
+                &[listener.as_fd(), self.shutdown.as_fd(), ended.as_fd()],
+                -1,
+            )?;
+            if ready[1] {
+                tracing::info!("shutting down {} connection(s)", running.len());
+                for (_, t, _) in running {
+                    let _ = t.join();
+                }
+                return Ok(());
             }
-            if ready && !conn.handle_one()? {
-                return Ok(false);
+            if ready[2] {
+                let _ = ended.drain();
             }
+            // Reap every round, so the limit counts only live connections.
+            let (done, live): (Vec<_>, Vec<_>) = running
+                .into_iter()
+                .partition(|(_, _, ended)| ended.load(Ordering::SeqCst));
+            running = live;
+            for (n, t, _) in done {
+                let _ = t.join();
+                tracing::info!("connection {n} ended ({} open)", running.len());
+            }
+            if on_disconnect == OnDisconnect::Exit && running.is_empty() && next > 0 {
+                return Ok(());
+            }
+            if !ready[0] {
+                continue;
+            }
+            let (stream, _) = listener.accept()?;
+            if running.len() >= max_connections {
+                tracing::warn!("refusing a connection: {max_connections} already open");
+                continue;
+            }
+            let n = next;
+            next += 1;
+            let device = match factory(n) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!("connection {n}: creating its device failed: {e}");
+                    continue;
+                }
+            };
+            tracing::info!("connection {n}: frontend connected");
+            let (stop, done) = (self.shutdown.clone(), ended.clone());
+            let flag = Arc::new(AtomicBool::new(false));
+            let flag2 = flag.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("ringwork-conn{n}"))
+                .spawn(move || {
+                    match serve_connection(device, stream, &stop) {
+                        Ok(_) => tracing::info!("connection {n}: frontend disconnected"),
+                        Err(e) => tracing::error!("connection {n}: closing: {e}"),
+                    }
+                    flag2.store(true, Ordering::SeqCst);
+                    let _ = done.signal();
+                })?;
+            running.push((n, t, flag));
+        }
+    }
+}
+
+/// Serves one connection until the frontend leaves (`Ok(false)`) or
+/// `shutdown` is signalled (`Ok(true)`; the signal stays set for others).
+fn serve_connection(
+    device: Arc<dyn Device>,
+    stream: UnixStream,
+    shutdown: &EventFd,
+) -> Result<bool, BackendError> {
+    let mut conn = Connection::new(device, stream)?;
+    loop {
+        let (ready, stop) = sys::poll2(conn.socket().as_fd(), shutdown.as_fd())?;
+        if stop {
+            // Dropping the connection stops every queue first.
+            return Ok(true);
+        }
+        if ready && !conn.handle_one()? {
+            return Ok(false);
         }
     }
 }

@@ -48,12 +48,12 @@ use ringwork_spec::device_id::{
     DeviceType, VIRTIO_ID_BALLOON, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_NET,
     VIRTIO_ID_SCSI,
 };
-use ringwork_spec::net::NET_CONFIG_SIZE;
-use ringwork_spec::scsi::SCSI_CONFIG_SIZE;
 use ringwork_spec::features::{
     FeatureSet, PCI_ONLY_FEATURES, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_NOTIFICATION_DATA,
     VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET,
 };
+use ringwork_spec::net::NET_CONFIG_SIZE;
+use ringwork_spec::scsi::SCSI_CONFIG_SIZE;
 use ringwork_spec::status::DeviceStatus;
 use ringwork_transport::driver::{InterruptCause, QueueConfig, Transport, TransportError};
 

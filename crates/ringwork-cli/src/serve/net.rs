@@ -1,0 +1,69 @@
+//! `ringwork serve net --switch`: one vhost-user socket, any number of
+//! guests, each connection a network device on its own port of one
+//! userspace switch (no host networking, no privileges).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use ringwork_device::model::Device;
+use ringwork_device::net::{MacAddr, Net, NetOptions, Switch, MAX_MTU, MAX_QUEUE_PAIRS};
+use ringwork_vhost_user::{OnDisconnect, Server};
+
+/// Most guests connected at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Network device options.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Connect every guest to a built-in userspace L2 switch (learning,
+    /// flooding; no host networking). Each connection to the socket is a
+    /// new guest on its own switch port.
+    #[arg(long, required_unless_present = "print_capabilities")]
+    switch: bool,
+    /// Queue pairs per device (more than one offers VIRTIO_NET_F_MQ).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_QUEUE_PAIRS)))]
+    queues: u16,
+    /// MTU offered to the guests (VIRTIO_NET_F_MTU).
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(68..=i64::from(MAX_MTU)))]
+    mtu: u16,
+    /// MAC address of the first guest; the nth connection (0, 1, ...) gets
+    /// this address plus n.
+    #[arg(long, value_name = "MAC", default_value = "52:54:00:12:34:01", value_parser = unicast_mac)]
+    mac: MacAddr,
+}
+
+fn unicast_mac(s: &str) -> Result<MacAddr, String> {
+    let mac: MacAddr = s.parse().map_err(|e| format!("{e}"))?;
+    if mac.is_multicast() {
+        return Err(format!("{mac} is a multicast address"));
+    }
+    Ok(mac)
+}
+
+/// Serves guests until shutdown (or, with `policy` Exit, until the last
+/// connected guest left).
+pub fn serve(server: &mut Server, a: &NetArgs, policy: OnDisconnect) -> anyhow::Result<()> {
+    let switch = Switch::new();
+    let (queues, mtu, base) = (a.queues, a.mtu, a.mac);
+    tracing::info!(
+        "switch: guests get {base} and up, {queues} queue pair(s), MTU {mtu}, at most {MAX_CONNECTIONS} at once"
+    );
+    let factory =
+        move |n: u64| -> Result<Arc<dyn Device>, Box<dyn std::error::Error + Send + Sync>> {
+            let mac = base.offset(n as u32);
+            let port = switch.add_port(queues)?;
+            let id = port.id();
+            let opts = NetOptions {
+                queue_pairs: queues,
+                mtu,
+                ..NetOptions::new(mac)
+            };
+            let dev = Net::new(opts, Arc::new(port))?;
+            tracing::info!("connection {n}: switch port {id}, MAC {mac}");
+            Ok(Arc::new(dev))
+        };
+    server
+        .serve_many(factory, policy, MAX_CONNECTIONS)
+        .context("serving")
+}

@@ -1,0 +1,69 @@
+//! What the network device is connected to on the host side: a
+//! [`NetBackend`], one port of something that moves Ethernet frames (the
+//! built-in [`Switch`](super::Switch), later a tap device or a packet
+//! socket).
+//!
+//! The contract keeps the device's workers simple and non-blocking:
+//! [`NetBackend::send`] never blocks (a backend that cannot take a frame
+//! now drops it and says so), [`NetBackend::recv`] never blocks, and
+//! [`NetBackend::rx_fd`] is a level-triggered fd that is readable while
+//! `recv` may return a frame for that queue pair. Receive steering across
+//! queue pairs is the backend's job (a multiqueue tap does it in the
+//! kernel); the device tells it how many pairs are in use and which pair
+//! each transmitted frame came from.
+//!
+//! Trust and panic contract: frames handed to `send` are guest data the
+//! device has bounded ([`MAX_FRAME_LEN`](super::MAX_FRAME_LEN)) and
+//! checked (offload fields inside the frame), nothing more; backends must
+//! not panic on them.
+
+use std::os::fd::RawFd;
+
+use super::filter::RxFilter;
+use super::packet::Packet;
+
+/// Why a backend did not take a frame (the device counts it as a
+/// transmit drop; the guest never waits for it).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The backend has no room for it now.
+    #[error("backend full")]
+    Full,
+    /// The backend is down (e.g. a tap whose interface is down).
+    #[error("backend down")]
+    Down,
+    /// The backend failed.
+    #[error("backend I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One port of a host-side frame mover. See the [module docs](self).
+pub trait NetBackend: Send + Sync {
+    /// Sends a frame the guest put on transmitq(`pair` + 1). Never
+    /// blocks. A frame with a [`Packet::csum`] request may be passed on
+    /// as is when the receiver can complete it, else the backend (or the
+    /// receiving device) completes it.
+    fn send(&self, pair: u16, packet: Packet) -> Result<(), SendError>;
+
+    /// The next frame for receiveq(`pair` + 1), if one is ready. Never
+    /// blocks.
+    fn recv(&self, pair: u16) -> Option<Packet>;
+
+    /// A level-triggered fd, readable while [`Self::recv`] for `pair` may
+    /// return a frame; `None` when there is nothing to wait on (the device
+    /// then only receives when woken for another reason).
+    fn rx_fd(&self, pair: u16) -> Option<RawFd>;
+
+    /// The driver changed the receive filter (a hint: the device applies
+    /// the filter itself; a backend may use it to avoid copying frames
+    /// the device would drop, or to see promiscuous ports).
+    fn set_rx_filter(&self, filter: &RxFilter) {
+        let _ = filter;
+    }
+
+    /// The driver now uses `pairs` queue pairs (1 after a reset): frames
+    /// go to receiveq1..receiveq`pairs` only (VIRTIO 1.4 §5.1.9.5.6).
+    fn set_active_pairs(&self, pairs: u16) {
+        let _ = pairs;
+    }
+}

@@ -1,0 +1,74 @@
+//! The network device (VIRTIO 1.4 §5.1): receive/transmit queue pairs and
+//! a control queue, connected on the host side to a [`NetBackend`] — the
+//! built-in userspace [`Switch`] here, so that several guests served by
+//! one process form a LAN with no host privileges.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ringwork_device::net::{MacAddr, Net, NetOptions, Switch};
+//!
+//! let switch = Switch::new();
+//! let a = Net::new(
+//!     NetOptions::new(MacAddr([0x52, 0x54, 0, 0, 0, 1])),
+//!     Arc::new(switch.add_port(1)?),
+//! )?;
+//! let b = Net::new(
+//!     NetOptions::new(MacAddr([0x52, 0x54, 0, 0, 0, 2])),
+//!     Arc::new(switch.add_port(1)?),
+//! )?;
+//! assert_eq!(switch.num_ports(), 2);
+//! # drop((a, b));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Features offered: VIRTIO_NET_F_MAC, STATUS (link up), MTU,
+//! SPEED_DUPLEX, MRG_RXBUF, CSUM and GUEST_CSUM (checksum offload: a frame
+//! sent with NEEDS_CSUM reaches a receiver without GUEST_CSUM with its
+//! checksum completed in software), CTRL_VQ with CTRL_RX, CTRL_RX_EXTRA,
+//! CTRL_VLAN, CTRL_MAC_ADDR and GUEST_ANNOUNCE, and MQ when more than one
+//! queue pair is configured, plus the ring features every ringwork device
+//! offers. No segmentation offload (HOST_/GUEST_TSO, UFO, USO) is offered,
+//! since the switch does not segment, and no HASH_REPORT or RSS, so the
+//! header is 12 bytes (10 for a legacy driver without MRG_RXBUF).
+//!
+//! Queues (§5.1.2): receiveq(k+1) is `2k`, transmitq(k+1) is `2k+1`, the
+//! controlq is `2N` where N is `max_virtqueue_pairs` with MQ negotiated and
+//! 1 without. Each queue has its own worker ([`Device::worker_map`]); the
+//! state the control queue changes (filter, address, active pairs) is
+//! shared with the data path, which reads it without blocking.
+//!
+//! Trust and panic contract: everything the driver puts in the queues is
+//! hostile input. Headers and frames are copied out through the chain
+//! reader into private buffers and checked; a malformed transmit chain is
+//! completed and its frame dropped (counted in [`NetStats`]); a malformed
+//! control command is answered VIRTIO_NET_ERR; a chain outside guest
+//! memory breaks only its queue. Frames are bounded by [`MAX_FRAME_LEN`].
+//! Nothing in this module panics.
+//!
+//! [`Device::worker_map`]: crate::model::Device::worker_map
+
+mod backend;
+mod ctrl;
+mod device;
+mod filter;
+mod options;
+mod packet;
+mod rx;
+mod stats;
+mod switch;
+mod sys;
+mod tx;
+mod worker;
+
+pub use backend::{NetBackend, SendError};
+pub use ctrl::CTRL_MAX;
+pub use device::{offered_net_features, Net};
+pub use filter::{RxFilter, MAC_TABLE_MAX};
+pub use options::{NetError, NetOptions, MAX_QUEUE_PAIRS};
+pub use packet::{
+    ones_complement_sum, BadMac, MacAddr, Packet, PartialCsum, ETH_HLEN, ETH_P_8021Q,
+    MAX_FRAME_LEN, MAX_MTU, VLAN_HLEN,
+};
+pub use stats::NetStats;
+pub use switch::{PortStats, Switch, SwitchPort, INBOX_BYTES, INBOX_FRAMES, MAC_AGE};
+pub use sys::Doorbell;

@@ -1,0 +1,318 @@
+//! The receive path (VIRTIO 1.4 §5.1.9.3 "Setting Up Receive Buffers",
+//! §5.1.9.4 "Processing of Incoming Packets"): frames the backend has for
+//! this queue pair are filtered ([`RxFilter`]), bounded by the MTU, given
+//! a `virtio_net_hdr` and written into receiveq buffers.
+//!
+//! Without VIRTIO_NET_F_MRG_RXBUF a frame goes into one buffer with
+//! `num_buffers` 1; a buffer too small for header and frame is returned
+//! with used length 0 and the frame dropped (`rx_buffer_too_small`). With
+//! it, a frame spreads over as many buffers as it needs: every buffer but
+//! the last is filled completely, `num_buffers` in the first buffer's
+//! header says how many, and all of them are published together. When the
+//! ring runs dry in the middle of a frame, the buffers taken so far wait
+//! (unpublished) with the frame until the driver adds more.
+//!
+//! Checksums: a frame that still needs its checksum (the sender's
+//! NEEDS_CSUM) keeps the request in the header when the driver negotiated
+//! VIRTIO_NET_F_GUEST_CSUM and the checksums in front of it hold (an IPv4
+//! header checksum, [`Packet::preceding_checksums_ok`]; §5.1.9.4.1 item
+//! 1); otherwise the device completes the checksum in software and sets
+//! `flags` to 0 (§5.1.9.4.1: without GUEST_CSUM, flags
+//! are zero and the packet fully checksummed). `gso_type` is always NONE
+//! (no GUEST_TSO/UFO/USO offered).
+//!
+//! Receive buffer exhaustion: the worker holds one frame and waits for
+//! the driver to add buffers (it stops watching the backend meanwhile);
+//! frames arriving meanwhile wait in the backend, which drops what it has
+//! no room for. Nothing blocks, nothing breaks.
+//!
+//! Trust and panic contract: buffers are driver-controlled and written
+//! only through the chain writer; a chain outside guest memory breaks the
+//! queue. Nothing here panics.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ringwork_queue::device::{DescChain, UsedToken};
+use ringwork_spec::net::*;
+
+use super::device::{has, Shared};
+use super::filter::RxFilter;
+use super::packet::{Packet, ETH_HLEN, MAX_FRAME_LEN, VLAN_HLEN};
+use super::stats::{add, bump};
+use crate::model::{DeviceError, QueueCtx, QueueSet, QueueWorker};
+
+/// Frames per process call; the backend fd stays readable when more wait,
+/// so the host calls again.
+const BUDGET: usize = 256;
+
+/// The worker of receiveq(`pair` + 1).
+pub(super) struct RxWorker {
+    shared: Arc<Shared>,
+    pair: u16,
+    queue: u16,
+    hdr_len: usize,
+    mrg: bool,
+    guest_csum: bool,
+    /// Largest frame passed on (untagged; a VLAN tag adds four bytes).
+    max_frame: usize,
+    filter: RxFilter,
+    filter_gen: u64,
+    /// A frame taken from the backend and not delivered yet.
+    pending: Option<Packet>,
+    /// With MRG_RXBUF: buffers already filled with the start of `pending`
+    /// (unpublished), and how many frame bytes they hold.
+    partial: Vec<(DescChain, u32)>,
+    written: usize,
+    /// The queue was not running or broken at the last call: do not
+    /// watch the backend.
+    stalled: bool,
+    chain: DescChain,
+    batch: Vec<(UsedToken, u32)>,
+}
+
+enum Outcome {
+    Delivered,
+    Dropped,
+    NoBuffers,
+}
+
+impl RxWorker {
+    pub(super) fn new(shared: Arc<Shared>, pair: u16, features: u64) -> Self {
+        let max_frame = if has(features, VIRTIO_NET_F_MTU) {
+            usize::from(shared.opts.mtu) + ETH_HLEN
+        } else {
+            MAX_FRAME_LEN - VLAN_HLEN
+        };
+        let filter_gen = shared.filter_gen.load(Ordering::Acquire);
+        let filter = shared.lock().filter.clone();
+        Self {
+            pair,
+            queue: 2 * pair,
+            hdr_len: net_hdr_len(|b| has(features, b)),
+            mrg: has(features, VIRTIO_NET_F_MRG_RXBUF),
+            guest_csum: has(features, VIRTIO_NET_F_GUEST_CSUM),
+            max_frame,
+            filter,
+            filter_gen,
+            shared,
+            pending: None,
+            partial: Vec::new(),
+            written: 0,
+            stalled: false,
+            chain: DescChain::new(),
+            batch: Vec::new(),
+        }
+    }
+
+    fn refresh_filter(&mut self) {
+        let g = self.shared.filter_gen.load(Ordering::Acquire);
+        if g != self.filter_gen {
+            self.filter = self.shared.lock().filter.clone();
+            self.filter_gen = g;
+        }
+    }
+
+    /// The next frame worth delivering, from `pending` or the backend;
+    /// drops (and counts) the others.
+    fn next_frame(&mut self) -> Option<Packet> {
+        if let Some(p) = self.pending.take() {
+            return Some(p);
+        }
+        let st = &self.shared.stats;
+        loop {
+            let mut p = self.shared.backend.recv(self.pair)?;
+            if self.pair >= self.shared.active_pairs.load(Ordering::Acquire) {
+                bump(&st.rx_inactive_queue);
+                continue;
+            }
+            if !self.filter.accepts(&p) {
+                bump(&st.rx_filtered);
+                continue;
+            }
+            let tag = if p.vlan_id().is_some() { VLAN_HLEN } else { 0 };
+            if p.data.len() > self.max_frame + tag || p.data.len() > MAX_FRAME_LEN {
+                bump(&st.rx_oversized);
+                continue;
+            }
+            if !self.guest_csum || !p.preceding_checksums_ok() {
+                p.complete_checksum();
+            }
+            return Some(p);
+        }
+    }
+
+    /// The header for `p` spread over `num_buffers` buffers.
+    fn header(&self, p: &Packet, num_buffers: u16) -> [u8; NET_HDR_SIZE] {
+        let mut b = [0u8; NET_HDR_SIZE];
+        let mut h = NetHdr::new_unchecked(&mut b[..]);
+        if let Some(c) = p.csum {
+            h.set_flags(VIRTIO_NET_HDR_F_NEEDS_CSUM);
+            h.set_csum_start(c.start);
+            h.set_csum_offset(c.offset);
+        }
+        h.set_gso_type(VIRTIO_NET_HDR_GSO_NONE);
+        h.set_num_buffers(num_buffers);
+        b
+    }
+
+    /// Pops a receive buffer into `self.chain`; `false` when the ring is
+    /// empty (notifications are then enabled, so the driver's next buffer
+    /// wakes the worker).
+    fn pop(&mut self, q: &mut QueueCtx<'_>) -> Result<bool, DeviceError> {
+        loop {
+            if q.pop_into(&mut self.chain)? {
+                return Ok(true);
+            }
+            if !q.enable_notification()? {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn deliver_single(&mut self, q: &mut QueueCtx<'_>, p: &Packet) -> Result<Outcome, DeviceError> {
+        if !self.pop(q)? {
+            return Ok(Outcome::NoBuffers);
+        }
+        let need = self.hdr_len + p.data.len();
+        if (self.chain.writable_len() as usize) < need {
+            self.batch.push((self.chain.token(), 0));
+            return Ok(Outcome::Dropped);
+        }
+        let hdr = self.header(p, 1);
+        let mut w = self.chain.writer(q.mem());
+        let r = w.write(&hdr[..self.hdr_len]).and_then(|_| w.write(&p.data));
+        if let Err(e) = r {
+            return Err(q.chain_error(e));
+        }
+        self.batch.push((self.chain.token(), need as u32));
+        Ok(Outcome::Delivered)
+    }
+
+    fn deliver_merged(&mut self, q: &mut QueueCtx<'_>, p: &Packet) -> Result<Outcome, DeviceError> {
+        while self.partial.is_empty() || self.written < p.data.len() {
+            if self.partial.len() >= usize::from(q.queue().size()) {
+                // The whole ring cannot hold the frame: waiting would wait
+                // forever. Give the buffers back empty and drop it.
+                self.batch
+                    .extend(self.partial.drain(..).map(|(c, _)| (c.token(), 0)));
+                self.written = 0;
+                return Ok(Outcome::Dropped);
+            }
+            if !self.pop(q)? {
+                return Ok(Outcome::NoBuffers);
+            }
+            let first = self.partial.is_empty();
+            if first && (self.chain.writable_len() as usize) < self.hdr_len {
+                // Cannot even hold the header (§5.1.9.3.1: each buffer is
+                // at least that big); give it back empty.
+                bump(&self.shared.stats.rx_buffer_too_small);
+                self.batch.push((self.chain.token(), 0));
+                continue;
+            }
+            let mut w = self.chain.writer(q.mem());
+            let skip = if first { w.skip(self.hdr_len) } else { 0 };
+            let n = match w.write(&p.data[self.written..]) {
+                Ok(n) => n,
+                Err(e) => return Err(q.chain_error(e)),
+            };
+            self.written += n;
+            let chain = std::mem::take(&mut self.chain);
+            self.partial.push((chain, (skip + n) as u32));
+        }
+        let count = u16::try_from(self.partial.len()).unwrap_or(u16::MAX);
+        let hdr = self.header(p, count);
+        if let Some((first, _)) = self.partial.first() {
+            if let Err(e) = first.writer(q.mem()).write(&hdr[..self.hdr_len]) {
+                return Err(q.chain_error(e));
+            }
+        }
+        // Published together, after any buffers given back before them.
+        self.batch
+            .extend(self.partial.drain(..).map(|(c, len)| (c.token(), len)));
+        self.written = 0;
+        Ok(Outcome::Delivered)
+    }
+
+    fn flush(&mut self, q: &mut QueueCtx<'_>) -> Result<(), DeviceError> {
+        let r = q.add_used_batch(&self.batch);
+        self.batch.clear();
+        r
+    }
+}
+
+impl QueueWorker for RxWorker {
+    /// The backend's fd while the worker can take frames; nothing while
+    /// it waits for receive buffers (the queue's kick wakes it then).
+    fn event_fds(&self) -> Vec<RawFd> {
+        if self.pending.is_some() || self.stalled {
+            return Vec::new();
+        }
+        self.shared.backend.rx_fd(self.pair).into_iter().collect()
+    }
+
+    fn process(&mut self, qs: &mut QueueSet<'_>) -> Result<(), DeviceError> {
+        let Some(mut q) = qs.get(self.queue) else {
+            self.stalled = true;
+            return Ok(());
+        };
+        self.stalled = q.queue().is_broken();
+        if self.stalled {
+            return Ok(());
+        }
+        self.refresh_filter();
+        let mut result = Ok(());
+        for _ in 0..BUDGET {
+            let Some(p) = self.next_frame() else {
+                break;
+            };
+            let r = if self.mrg {
+                self.deliver_merged(&mut q, &p)
+            } else {
+                self.deliver_single(&mut q, &p)
+            };
+            match r {
+                Ok(Outcome::Delivered) => {
+                    bump(&self.shared.stats.rx_packets);
+                    add(&self.shared.stats.rx_bytes, p.data.len() as u64);
+                }
+                Ok(Outcome::Dropped) => bump(&self.shared.stats.rx_buffer_too_small),
+                Ok(Outcome::NoBuffers) => {
+                    self.pending = Some(p);
+                    break;
+                }
+                Err(e) => {
+                    self.stalled = true;
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if !self.batch.is_empty() {
+            self.flush(&mut q)?;
+        }
+        result?;
+        q.signal()
+    }
+
+    /// Gives back the buffers of a half-delivered frame (used length 0, so
+    /// the driver drops them) and forgets the frame.
+    fn quiesce(&mut self, qs: &mut QueueSet<'_>) -> Result<(), DeviceError> {
+        if self.pending.take().is_some() {
+            bump(&self.shared.stats.rx_inactive_queue);
+        }
+        if self.partial.is_empty() {
+            return Ok(());
+        }
+        self.written = 0;
+        let Some(mut q) = qs.get(self.queue) else {
+            self.partial.clear();
+            return Ok(());
+        };
+        self.batch
+            .extend(self.partial.drain(..).map(|(c, _)| (c.token(), 0)));
+        self.flush(&mut q)?;
+        q.signal()
+    }
+}

@@ -1,0 +1,193 @@
+//! The transmit path (VIRTIO 1.4 §5.1.9.2 "Packet Transmission"): each
+//! transmitq chain is a `virtio_net_hdr` followed by one frame, both in
+//! the device-readable part. The worker copies the frame into a private
+//! buffer, checks the header, hands the frame to the backend and completes
+//! the chain with used length 0 (transmit buffers have nothing for the
+//! device to write).
+//!
+//! What is refused (the chain completes, the frame is dropped and counted
+//! in `tx_malformed`): a readable part shorter than the negotiated header,
+//! a frame shorter than an Ethernet header or longer than
+//! [`MAX_FRAME_LEN`], a `gso_type` other than NONE (no HOST_TSO/UFO/USO is
+//! offered; the ECN bit alone is ignored), or a NEEDS_CSUM request whose
+//! checksum field lies outside the frame. Flag bits the device does not
+//! know are ignored, and `csum_start`/`csum_offset` are used only with
+//! NEEDS_CSUM (§5.1.9.2.2). A backend that cannot take a frame drops it
+//! (`tx_backend_dropped`): transmission never waits on a peer.
+//!
+//! Trust and panic contract: chains are driver-controlled and read only
+//! through the chain reader; a chain outside guest memory breaks the
+//! queue. Nothing here panics.
+
+use std::sync::Arc;
+
+use ringwork_queue::device::{DescChain, UsedToken};
+use ringwork_spec::net::*;
+
+use super::device::{has, Shared};
+use super::packet::{Packet, PartialCsum, ETH_HLEN, MAX_FRAME_LEN};
+use super::stats::{add, bump};
+use crate::model::{DeviceError, QueueCtx, QueueSet, QueueWorker};
+
+/// Chains completed per publication.
+const BATCH: usize = 64;
+
+/// The worker of transmitq(`pair` + 1).
+pub(super) struct TxWorker {
+    shared: Arc<Shared>,
+    pair: u16,
+    queue: u16,
+    hdr_len: usize,
+    chain: DescChain,
+    done: Vec<(UsedToken, u32)>,
+}
+
+/// The part of the transmit header the device uses.
+pub(super) struct TxHeader {
+    pub flags: u8,
+    pub gso_type: u8,
+    pub csum_start: u16,
+    pub csum_offset: u16,
+}
+
+impl TxHeader {
+    /// Parses the first ten bytes (common to every header size).
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let h = NetHdrLegacy::new_checked(b.get(..NET_HDR_LEGACY_SIZE)?).ok()?;
+        Some(Self {
+            flags: h.flags(),
+            gso_type: h.gso_type(),
+            csum_start: h.csum_start(),
+            csum_offset: h.csum_offset(),
+        })
+    }
+}
+
+/// Why a transmit chain was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TxRefusal {
+    ShortHeader,
+    ShortFrame,
+    LongFrame,
+    Gso,
+    CsumOutside,
+}
+
+/// Builds the packet from a header and a frame, or says why not.
+pub(super) fn packet_from(hdr: &TxHeader, frame: Vec<u8>) -> Result<Packet, TxRefusal> {
+    if frame.len() < ETH_HLEN {
+        return Err(TxRefusal::ShortFrame);
+    }
+    if gso_protocol(hdr.gso_type) != VIRTIO_NET_HDR_GSO_NONE
+        || hdr.gso_type & (VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4 | VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV6)
+            != 0
+    {
+        return Err(TxRefusal::Gso);
+    }
+    let csum = if hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
+        let c = PartialCsum {
+            start: hdr.csum_start,
+            offset: hdr.csum_offset,
+        };
+        if !c.fits(frame.len()) {
+            return Err(TxRefusal::CsumOutside);
+        }
+        Some(c)
+    } else {
+        None
+    };
+    Ok(Packet { data: frame, csum })
+}
+
+impl TxWorker {
+    pub(super) fn new(shared: Arc<Shared>, pair: u16, features: u64) -> Self {
+        Self {
+            shared,
+            pair,
+            queue: 2 * pair + 1,
+            hdr_len: net_hdr_len(|b| has(features, b)),
+            chain: DescChain::new(),
+            done: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Reads one chain into a packet.
+    fn read(&self, q: &mut QueueCtx<'_>) -> Result<Result<Packet, TxRefusal>, DeviceError> {
+        let total = self.chain.readable_len() as usize;
+        if total < self.hdr_len {
+            return Ok(Err(TxRefusal::ShortHeader));
+        }
+        let len = total - self.hdr_len;
+        if len > MAX_FRAME_LEN {
+            return Ok(Err(TxRefusal::LongFrame));
+        }
+        let mut r = self.chain.reader(q.mem());
+        let mut hdr = [0u8; NET_HDR_FULL_SIZE];
+        let hdr = &mut hdr[..self.hdr_len];
+        if let Err(e) = r.read(hdr) {
+            return Err(q.chain_error(e));
+        }
+        let mut frame = vec![0u8; len];
+        match r.read(&mut frame) {
+            Ok(n) if n == len => {}
+            Ok(_) => return Ok(Err(TxRefusal::ShortFrame)),
+            Err(e) => return Err(q.chain_error(e)),
+        }
+        let Some(h) = TxHeader::parse(hdr) else {
+            return Ok(Err(TxRefusal::ShortHeader));
+        };
+        Ok(packet_from(&h, frame))
+    }
+
+    fn flush(&mut self, q: &mut QueueCtx<'_>) -> Result<(), DeviceError> {
+        let r = q.add_used_batch(&self.done);
+        self.done.clear();
+        r
+    }
+}
+
+impl QueueWorker for TxWorker {
+    fn process(&mut self, qs: &mut QueueSet<'_>) -> Result<(), DeviceError> {
+        let Some(mut q) = qs.get(self.queue) else {
+            return Ok(());
+        };
+        if q.queue().is_broken() {
+            return Ok(());
+        }
+        let shared = self.shared.clone();
+        let st = &shared.stats;
+        loop {
+            while q.pop_into(&mut self.chain)? {
+                match self.read(&mut q)? {
+                    Ok(p) => {
+                        let n = p.data.len() as u64;
+                        match self.shared.backend.send(self.pair, p) {
+                            Ok(()) => {
+                                bump(&st.tx_packets);
+                                add(&st.tx_bytes, n);
+                            }
+                            Err(e) => {
+                                tracing::trace!("virtio-net tx: backend dropped a frame: {e}");
+                                bump(&st.tx_backend_dropped);
+                            }
+                        }
+                    }
+                    Err(why) => {
+                        tracing::debug!("virtio-net tx: dropping a malformed chain: {why:?}");
+                        bump(&st.tx_malformed);
+                    }
+                }
+                self.done.push((self.chain.token(), 0));
+                if self.done.len() == BATCH {
+                    self.flush(&mut q)?;
+                    q.signal()?;
+                }
+            }
+            self.flush(&mut q)?;
+            if !q.enable_notification()? {
+                break;
+            }
+        }
+        q.signal()
+    }
+}
