@@ -6,7 +6,6 @@
 //! Fails loudly (with the guest console and the backend log) when a check
 //! fails or a host tool is missing; never skips.
 
-#[allow(unused_imports)]
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
