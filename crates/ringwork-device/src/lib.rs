@@ -26,6 +26,7 @@ pub mod blk;
 pub mod console;
 pub mod model;
 pub mod rng;
+pub mod scsi;
 
 #[cfg(feature = "test-utils")]
 pub mod harness;

@@ -95,7 +95,8 @@ pub struct Blk {
     pool_threads: usize,
 }
 
-fn file_kind(ft: std::fs::FileType) -> &'static str {
+/// What kind of non-regular file `ft` is, for error messages.
+pub(crate) fn file_kind(ft: std::fs::FileType) -> &'static str {
     if ft.is_dir() {
         "directory"
     } else if ft.is_fifo() {
