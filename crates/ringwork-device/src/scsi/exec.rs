@@ -471,10 +471,8 @@ impl Exec {
         let (off, len) = check!(l.range(lba, u64::from(blocks)));
         let bs = l.block_size as usize;
         let mut block = vec![0u8; bs];
-        if !ndob {
-            if io.out_len() < bs || io.read_out(&mut block)? != bs {
-                return Ok(Outcome::response(VIRTIO_SCSI_S_OVERRUN));
-            }
+        if !ndob && (io.out_len() < bs || io.read_out(&mut block)? != bs) {
+            return Ok(Outcome::response(VIRTIO_SCSI_S_OVERRUN));
         }
         let zero = block.iter().all(|&b| b == 0);
         if zero && (unmap || ndob) {
