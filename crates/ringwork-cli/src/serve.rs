@@ -14,6 +14,8 @@ use ringwork_vhost_user::{OnDisconnect, ServeError, Server};
 
 use crate::{EXIT_RUNTIME, EXIT_SETUP};
 
+mod scsi;
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(subcommand)]
@@ -60,6 +62,14 @@ enum DeviceArgs {
         common: Common,
         #[command(flatten)]
         opts: ConsoleArgs,
+    },
+    /// SCSI host device (VIRTIO 1.4 §5.6): image files as disks on several
+    /// targets/LUNs, multiqueue, task management, hot-plug (--control).
+    Scsi {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        opts: scsi::ScsiArgs,
     },
 }
 
@@ -179,7 +189,8 @@ impl DeviceArgs {
         match self {
             DeviceArgs::Rng { common }
             | DeviceArgs::Console { common, .. }
-            | DeviceArgs::Blk { common, .. } => common,
+            | DeviceArgs::Blk { common, .. }
+            | DeviceArgs::Scsi { common, .. } => common,
         }
     }
 
@@ -189,6 +200,7 @@ impl DeviceArgs {
             DeviceArgs::Rng { .. } => ("rng", &[]),
             DeviceArgs::Console { .. } => ("console", &[]),
             DeviceArgs::Blk { .. } => ("block", &["read-only", "blk-file"]),
+            DeviceArgs::Scsi { .. } => ("scsi", &[]),
         }
     }
 
@@ -197,6 +209,7 @@ impl DeviceArgs {
             DeviceArgs::Rng { .. } => Ok(Arc::new(ringwork_device::rng::Rng::new())),
             DeviceArgs::Console { opts, .. } => build_console(opts),
             DeviceArgs::Blk { opts, .. } => build_blk(opts),
+            DeviceArgs::Scsi { opts, .. } => scsi::build_scsi(opts),
         }
     }
 }
