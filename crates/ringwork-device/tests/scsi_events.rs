@@ -168,7 +168,7 @@ fn hotplug_events_from_another_thread() {
             d.events(),
             vec![(
                 VIRTIO_SCSI_T_TRANSPORT_RESET,
-                [1, 0, 0x40, 1, 0, 0, 0, 0],
+                [1, 0, 0, 1, 0, 0, 0, 0],
                 VIRTIO_SCSI_EVT_RESET_RESCAN
             )]
         );
@@ -186,7 +186,7 @@ fn hotplug_events_from_another_thread() {
             d.events(),
             vec![(
                 VIRTIO_SCSI_T_TRANSPORT_RESET,
-                [1, 0, 0x40, 1, 0, 0, 0, 0],
+                [1, 0, 0, 1, 0, 0, 0, 0],
                 VIRTIO_SCSI_EVT_RESET_REMOVED
             )]
         );
@@ -195,8 +195,11 @@ fn hotplug_events_from_another_thread() {
         // A new target.
         d.handle.add_lun(LunSpec::new(5, 0, &b.path)).unwrap();
         let ev = d.events();
-        assert_eq!(ev[0].1, [1, 5, 0x40, 0, 0, 0, 0, 0]);
+        assert_eq!(ev[0].1, [1, 5, 0, 0, 0, 0, 0, 0]);
         assert!(d.cmd(l(5, 0), &TUR, &[], 0).good());
+        // LUNs from 256 up use flat space addressing in events.
+        d.handle.add_lun(LunSpec::new(5, 300, &b.path)).unwrap();
+        assert_eq!(d.events()[0].1, [1, 5, 0x41, 0x2c, 0, 0, 0, 0]);
         // Handle errors.
         assert!(matches!(
             d.handle.add_lun(LunSpec::new(5, 0, &b.path)),
@@ -234,7 +237,7 @@ fn events_missed_without_buffers() {
         d.events(),
         vec![(
             VIRTIO_SCSI_T_TRANSPORT_RESET,
-            encode_lun(0, 1),
+            [1, 0, 0, 1, 0, 0, 0, 0],
             VIRTIO_SCSI_EVT_RESET_REMOVED
         )]
     );
@@ -247,7 +250,7 @@ fn events_missed_without_buffers() {
         d.events(),
         vec![(
             VIRTIO_SCSI_T_TRANSPORT_RESET | VIRTIO_SCSI_T_EVENTS_MISSED,
-            encode_lun(0, 2),
+            [1, 0, 0, 2, 0, 0, 0, 0],
             VIRTIO_SCSI_EVT_RESET_RESCAN
         )]
     );

@@ -19,9 +19,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use ringwork_queue::device::DescChain;
 use ringwork_spec::scsi::{
-    encode_lun, ScsiEvent, SCSI_EVENT_SIZE, VIRTIO_SCSI_T_EVENTS_MISSED, VIRTIO_SCSI_T_NO_EVENT,
+    ScsiEvent, SCSI_EVENT_SIZE, VIRTIO_SCSI_T_EVENTS_MISSED, VIRTIO_SCSI_T_NO_EVENT,
 };
 
+use super::lun::single_level_lun;
 use super::sys::EventFd;
 use crate::model::{DeviceError, QueueCtx};
 
@@ -55,7 +56,8 @@ impl Event {
                     },
             );
             if self.event != VIRTIO_SCSI_T_NO_EVENT {
-                e.set_lun(encode_lun(self.target, self.lun));
+                let [a, b] = single_level_lun(self.lun);
+                e.set_lun([1, self.target, a, b, 0, 0, 0, 0]);
             }
             e.set_reason(self.reason);
         }

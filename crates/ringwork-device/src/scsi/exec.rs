@@ -22,7 +22,7 @@ use ringwork_spec::scsi::{VIRTIO_SCSI_S_OK, VIRTIO_SCSI_S_OVERRUN};
 
 use super::cdb::{self, Command};
 use super::inquiry::{self, NO_LUN, TYPE_DISK};
-use super::lun::{Lookup, Lun, LunInfo, LunTable};
+use super::lun::{single_level_lun, Lookup, Lun, LunInfo, LunTable};
 use super::mode::{self, ModeRequest};
 use super::sense::{Sense, STATUS_CHECK_CONDITION, STATUS_GOOD};
 
@@ -118,8 +118,8 @@ pub(crate) fn report_luns(luns: &[u16]) -> Vec<u8> {
     b.extend_from_slice(&((8 * luns.len()) as u32).to_be_bytes());
     b.extend_from_slice(&[0; 4]);
     for &l in luns {
-        let first = if l < 256 { 0 } else { 0x40 | (l >> 8) as u8 };
-        b.extend_from_slice(&[first, l as u8, 0, 0, 0, 0, 0, 0]);
+        b.extend_from_slice(&single_level_lun(l));
+        b.extend_from_slice(&[0; 6]);
     }
     b
 }

@@ -29,6 +29,10 @@ fn revision() -> [u8; 4] {
     let v = env!("CARGO_PKG_VERSION").as_bytes();
     let n = v.len().min(4);
     r[..n].copy_from_slice(&v[..n]);
+    // "0.1.0" -> "0.1 ", not "0.1.".
+    if r[3] == b'.' {
+        r[3] = b' ';
+    }
     r
 }
 

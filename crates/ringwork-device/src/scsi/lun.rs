@@ -238,6 +238,20 @@ impl Lun {
     }
 }
 
+/// The two-byte single-level LUN structure the device writes (REPORT
+/// LUNS entries, event `lun` bytes 2..4): peripheral device addressing
+/// (`00h`, LUN) below 256, flat space addressing (`40h | LUN >> 8`, LUN)
+/// above, as SAM recommends and QEMU does. Linux decodes event LUNs
+/// without masking the addressing method, so flat addressing for small
+/// LUNs would show up there as LUN 16384 + n.
+pub(crate) fn single_level_lun(lun: u16) -> [u8; 2] {
+    if lun < 256 {
+        [0, lun as u8]
+    } else {
+        [0x40 | ((lun >> 8) as u8 & 0x3f), lun as u8]
+    }
+}
+
 /// What a `lun` field addresses on a device.
 #[derive(Debug, Clone)]
 pub(crate) enum Lookup {
