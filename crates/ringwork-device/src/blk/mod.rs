@@ -57,6 +57,7 @@ use ringwork_spec::blk::{
 };
 use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_BLOCK};
 
+pub(crate) use options::queue_option_error;
 pub use options::{BlkError, BlkOptions, Engine, MAX_QUEUES};
 
 use crate::model::{Device, DeviceError, DeviceEvents, QueueWorker};

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use ringwork_spec::scsi::MAX_LUN_HINT;
 
+use crate::blk::queue_option_error;
+
 /// Most request queues a SCSI device can have.
 pub const MAX_QUEUES: u16 = 256;
 
@@ -120,17 +122,10 @@ impl ScsiOptions {
     pub(crate) fn validate(&self) -> Result<(), ScsiError> {
         let bad =
             |option: &'static str, reason: String| Err(ScsiError::InvalidOption { option, reason });
-        if self.num_queues == 0 || self.num_queues > MAX_QUEUES {
-            return bad(
-                "num_queues",
-                format!("{} is not in 1..={MAX_QUEUES}", self.num_queues),
-            );
-        }
-        if !self.queue_size.is_power_of_two() || !(4..=32768).contains(&self.queue_size) {
-            return bad(
-                "queue_size",
-                format!("{} is not a power of two in 4..=32768", self.queue_size),
-            );
+        if let Some((option, reason)) =
+            queue_option_error(self.num_queues, MAX_QUEUES, self.queue_size)
+        {
+            return bad(option, reason);
         }
         if self.max_target > 255 {
             return bad("max_target", format!("{} is above 255", self.max_target));

@@ -2,6 +2,10 @@
 //! the harness that builds virtio-scsi requests and parses responses.
 #![allow(dead_code, unused_imports)]
 
+#[path = "../blk_support/mod.rs"]
+mod blk_support;
+
+pub use blk_support::Image;
 pub use std::path::PathBuf;
 pub use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -19,38 +23,6 @@ pub const GOOD: u8 = 0;
 pub const CHECK: u8 = 2;
 /// Request queue 0.
 pub const RQ: u16 = 2;
-
-/// A temporary image file, removed on drop.
-pub struct Image {
-    pub path: PathBuf,
-}
-
-impl Image {
-    pub fn with(contents: &[u8]) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ringwork-scsi-test-{}-{}.img",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::write(&path, contents).unwrap();
-        Self { path }
-    }
-
-    pub fn zeroed(size: usize) -> Self {
-        Self::with(&vec![0; size])
-    }
-
-    pub fn contents(&self) -> Vec<u8> {
-        std::fs::read(&self.path).unwrap()
-    }
-}
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
 
 pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
