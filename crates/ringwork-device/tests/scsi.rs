@@ -37,6 +37,7 @@ fn config_space_and_reset() {
     let f = dev.features();
     assert_ne!(f & (1 << VIRTIO_SCSI_F_INOUT), 0);
     assert_ne!(f & (1 << VIRTIO_SCSI_F_HOTPLUG), 0);
+    assert_ne!(f & (1 << VIRTIO_SCSI_F_CHANGE), 0);
     assert_eq!(f & (1 << VIRTIO_SCSI_F_T10_PI), 0);
 }
 

@@ -35,14 +35,16 @@
 //! ([`sense`]).
 //!
 //! Features offered: the [ring features](crate::ring_features),
-//! `VIRTIO_SCSI_F_INOUT` and `VIRTIO_SCSI_F_HOTPLUG`. Without
+//! `VIRTIO_SCSI_F_INOUT`, `VIRTIO_SCSI_F_HOTPLUG` and
+//! `VIRTIO_SCSI_F_CHANGE` (no parameter change is ever due: see
+//! [`Scsi::features`](crate::model::Device::features)). Without
 //! `VIRTIO_SCSI_F_INOUT`, a request with both data-in and data-out buffers
 //! is answered `VIRTIO_SCSI_S_FAILURE`; without `VIRTIO_SCSI_F_HOTPLUG`,
 //! LUN changes are reported only as unit attention conditions (REPORTED
 //! LUNS DATA HAS CHANGED on the other LUNs of the target).
 //!
 //! Trust and panic contract: everything the driver sends is validated
-//! (see [`request`], [`control`], [`events`]); malformed requests get a
+//! (see the `request`, `control` and `events` modules); malformed requests get a
 //! virtio-scsi response or sense data, a descriptor outside guest memory
 //! breaks its queue. Nothing panics on driver input or host I/O errors.
 
@@ -67,7 +69,7 @@ use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_SCSI};
 use ringwork_spec::scsi::{
     ScsiConfig, MAX_LUN_HINT, SCSI_CONFIG_CDB_SIZE_OFFSET, SCSI_CONFIG_SENSE_SIZE_OFFSET,
     SCSI_CONFIG_SIZE, SCSI_EVENT_SIZE, VIRTIO_SCSI_CDB_DEFAULT_SIZE, VIRTIO_SCSI_EVT_RESET_REMOVED,
-    VIRTIO_SCSI_EVT_RESET_RESCAN, VIRTIO_SCSI_F_HOTPLUG, VIRTIO_SCSI_F_INOUT,
+    VIRTIO_SCSI_EVT_RESET_RESCAN, VIRTIO_SCSI_F_CHANGE, VIRTIO_SCSI_F_HOTPLUG, VIRTIO_SCSI_F_INOUT,
     VIRTIO_SCSI_SENSE_DEFAULT_SIZE, VIRTIO_SCSI_T_TRANSPORT_RESET,
 };
 
@@ -203,9 +205,17 @@ impl Device for Scsi {
         DeviceType(VIRTIO_ID_SCSI)
     }
 
-    /// §5.6.3: INOUT and HOTPLUG (no CHANGE, no T10_PI).
+    /// §5.6.3: INOUT, HOTPLUG and CHANGE (no T10_PI). CHANGE is offered
+    /// because QEMU's vhost-user-scsi passes it through to the guest
+    /// unfiltered (and acknowledges it whether the backend offered it or
+    /// not); a LUN's parameters never change while it exists (its
+    /// capacity and caching are fixed when it is opened), so no
+    /// `VIRTIO_SCSI_T_PARAM_CHANGE` event is ever due.
     fn features(&self) -> u64 {
-        ring_features() | (1 << VIRTIO_SCSI_F_INOUT) | (1 << VIRTIO_SCSI_F_HOTPLUG)
+        ring_features()
+            | (1 << VIRTIO_SCSI_F_INOUT)
+            | (1 << VIRTIO_SCSI_F_HOTPLUG)
+            | (1 << VIRTIO_SCSI_F_CHANGE)
     }
 
     fn num_queues(&self) -> u16 {
