@@ -24,7 +24,7 @@ pub const EXIT_RUNTIME: u8 = 1;
     version,
     about = "VIRTIO devices and drivers: serve devices to vhost-user frontends (QEMU, User-Mode Linux)",
     long_about = "VIRTIO devices and drivers.\n\n`ringwork serve TYPE` runs a vhost-user backend for a device type \
-                  (blk, rng, console) on a unix socket. Logs go to stderr; set RUST_LOG \
+                  (blk, rng, console, scsi) on a unix socket. Logs go to stderr; set RUST_LOG \
                   (e.g. RUST_LOG=debug) for more.\n\nExit codes: 0 success or clean shutdown, 1 the frontend \
                   or device failed, 2 bad command line, 3 setup failed (missing image, busy socket)."
 )]

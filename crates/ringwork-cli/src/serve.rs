@@ -16,6 +16,7 @@ use crate::{EXIT_RUNTIME, EXIT_SETUP};
 
 mod balloon;
 mod net;
+mod scsi;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -81,6 +82,14 @@ enum DeviceArgs {
         common: Common,
         #[command(flatten)]
         opts: net::NetArgs,
+    },
+    /// SCSI host device (VIRTIO 1.4 §5.6): image files as disks on several
+    /// targets/LUNs, multiqueue, task management, hot-plug (--control).
+    Scsi {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        opts: scsi::ScsiArgs,
     },
 }
 
@@ -202,7 +211,8 @@ impl DeviceArgs {
             | DeviceArgs::Console { common, .. }
             | DeviceArgs::Blk { common, .. }
             | DeviceArgs::Balloon { common, .. }
-            | DeviceArgs::Net { common, .. } => common,
+            | DeviceArgs::Net { common, .. }
+            | DeviceArgs::Scsi { common, .. } => common,
         }
     }
 
@@ -226,6 +236,7 @@ impl DeviceArgs {
                 ],
             ),
             DeviceArgs::Net { .. } => ("net", &[]),
+            DeviceArgs::Scsi { .. } => ("scsi", &[]),
         }
     }
 
@@ -237,6 +248,7 @@ impl DeviceArgs {
             DeviceArgs::Balloon { opts, .. } => balloon::build(opts),
             // Served by `net::serve`, a device per connection.
             DeviceArgs::Net { .. } => anyhow::bail!("net devices are made per connection"),
+            DeviceArgs::Scsi { opts, .. } => scsi::build_scsi(opts),
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod console;
 pub mod model;
 pub mod net;
 pub mod rng;
+pub mod scsi;
 
 #[cfg(feature = "test-utils")]
 pub mod harness;

@@ -57,6 +57,7 @@ use ringwork_spec::blk::{
 };
 use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_BLOCK};
 
+pub(crate) use options::queue_option_error;
 pub use options::{BlkError, BlkOptions, Engine, MAX_QUEUES};
 
 use crate::model::{Device, DeviceError, DeviceEvents, QueueWorker};
@@ -95,7 +96,8 @@ pub struct Blk {
     pool_threads: usize,
 }
 
-fn file_kind(ft: std::fs::FileType) -> &'static str {
+/// What kind of non-regular file `ft` is, for error messages.
+pub(crate) fn file_kind(ft: std::fs::FileType) -> &'static str {
     if ft.is_dir() {
         "directory"
     } else if ft.is_fifo() {

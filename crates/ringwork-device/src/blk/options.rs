@@ -97,17 +97,10 @@ impl BlkOptions {
     pub(crate) fn validate(&self) -> Result<(), BlkError> {
         let bad =
             |option: &'static str, reason: String| Err(BlkError::InvalidOption { option, reason });
-        if self.num_queues == 0 || self.num_queues > MAX_QUEUES {
-            return bad(
-                "num_queues",
-                format!("{} is not in 1..={MAX_QUEUES}", self.num_queues),
-            );
-        }
-        if !self.queue_size.is_power_of_two() || !(4..=32768).contains(&self.queue_size) {
-            return bad(
-                "queue_size",
-                format!("{} is not a power of two in 4..=32768", self.queue_size),
-            );
+        if let Some((option, reason)) =
+            queue_option_error(self.num_queues, MAX_QUEUES, self.queue_size)
+        {
+            return bad(option, reason);
         }
         if !self.block_size.is_power_of_two() || !(512..=65536).contains(&self.block_size) {
             return bad(
@@ -138,6 +131,26 @@ impl BlkOptions {
         }
         Ok(())
     }
+}
+
+/// What is wrong with a request-queue count (1 to `max`) or a queue size
+/// (a power of two from 4 to 32768), as (option name, reason); shared by
+/// the devices' option checks.
+pub(crate) fn queue_option_error(
+    num_queues: u16,
+    max: u16,
+    queue_size: u16,
+) -> Option<(&'static str, String)> {
+    if num_queues == 0 || num_queues > max {
+        return Some(("num_queues", format!("{num_queues} is not in 1..={max}")));
+    }
+    if !queue_size.is_power_of_two() || !(4..=32768).contains(&queue_size) {
+        return Some((
+            "queue_size",
+            format!("{queue_size} is not a power of two in 4..=32768"),
+        ));
+    }
+    None
 }
 
 impl Default for BlkOptions {
