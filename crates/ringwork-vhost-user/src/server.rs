@@ -74,6 +74,7 @@ enum Source {
 pub struct Server {
     source: Source,
     shutdown: Arc<EventFd>,
+    poll: std::time::Duration,
 }
 
 impl core::fmt::Debug for Server {
@@ -132,7 +133,18 @@ impl Server {
         Ok(Self {
             source,
             shutdown: Arc::new(EventFd::new()?),
+            poll: std::time::Duration::ZERO,
         })
+    }
+
+    /// Makes worker threads poll their rings for up to `budget` after
+    /// processing before they sleep (default: zero, sleep at once). Polling
+    /// spends CPU to save the sleep, the wakeup and the driver's kick when
+    /// the driver makes buffers available again within `budget`; on
+    /// machines where wakeups are expensive (VMs) it pays off for a single
+    /// busy queue (docs/PERFORMANCE.md).
+    pub fn set_poll(&mut self, budget: std::time::Duration) {
+        self.poll = budget;
     }
 
     /// A handle that stops [`Self::serve`].
@@ -197,7 +209,7 @@ impl Server {
 
     /// Serves one connection; `Ok(true)` when shutdown was requested.
     fn serve_one(&self, device: Arc<dyn Device>, stream: UnixStream) -> Result<bool, BackendError> {
-        serve_connection(device, stream, &self.shutdown)
+        serve_connection(device, stream, &self.shutdown, self.poll)
     }
 
     /// Serves any number of frontends at once (at most `max_connections`;
@@ -282,13 +294,13 @@ impl Server {
                 }
             };
             tracing::info!("connection {n}: frontend connected");
-            let (stop, done) = (self.shutdown.clone(), ended.clone());
+            let (stop, done, poll) = (self.shutdown.clone(), ended.clone(), self.poll);
             let flag = Arc::new(AtomicBool::new(false));
             let flag2 = flag.clone();
             let t = std::thread::Builder::new()
                 .name(format!("ringwork-conn{n}"))
                 .spawn(move || {
-                    match serve_connection(device, stream, &stop) {
+                    match serve_connection(device, stream, &stop, poll) {
                         Ok(_) => tracing::info!("connection {n}: frontend disconnected"),
                         Err(e) => tracing::error!("connection {n}: closing: {e}"),
                     }
@@ -306,8 +318,9 @@ fn serve_connection(
     device: Arc<dyn Device>,
     stream: UnixStream,
     shutdown: &EventFd,
+    poll: std::time::Duration,
 ) -> Result<bool, BackendError> {
-    let mut conn = Connection::new(device, stream)?;
+    let mut conn = Connection::with_poll(device, stream, poll)?;
     loop {
         let (ready, stop) = sys::poll2(conn.socket().as_fd(), shutdown.as_fd())?;
         if stop {

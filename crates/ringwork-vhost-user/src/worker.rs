@@ -51,10 +51,16 @@ pub(crate) struct Group {
     stop: AtomicBool,
     /// Set when processing failed (the device needs a reset).
     pub failed: Arc<AtomicBool>,
+    /// How long to poll the rings after processing before sleeping.
+    poll: std::time::Duration,
 }
 
 impl Group {
-    pub fn new(mem: Arc<Memory>, failed: Arc<AtomicBool>) -> std::io::Result<Arc<Self>> {
+    pub fn new(
+        mem: Arc<Memory>,
+        failed: Arc<AtomicBool>,
+        poll: std::time::Duration,
+    ) -> std::io::Result<Arc<Self>> {
         let g = Arc::new(Self {
             state: Mutex::new(GroupState {
                 mem,
@@ -67,6 +73,7 @@ impl Group {
             wake: EventFd::new()?,
             stop: AtomicBool::new(false),
             failed,
+            poll,
         });
         g.epoll.add(g.wake.as_raw_fd(), WAKE)?;
         Ok(g)
@@ -109,9 +116,47 @@ impl Group {
         self.wake();
     }
 
+    /// Polls the running queues' rings for up to `budget` (the group's lock
+    /// held: the control thread waits at most that long); true when one
+    /// has buffers that were not popped yet (or cannot be read: `process`
+    /// reports that). Buffers found this way were made available while
+    /// notifications were enabled, so their kick is read on the next wake.
+    fn poll_rings(&self, budget: std::time::Duration) -> bool {
+        if budget.is_zero() {
+            return false;
+        }
+        let t0 = std::time::Instant::now();
+        let st = self.lock();
+        if st.worker.is_none() || st.queues.is_empty() {
+            return false;
+        }
+        let mem = &*st.mem;
+        loop {
+            if st
+                .queues
+                .iter()
+                .any(|q| q.queue.has_available(mem).unwrap_or(true))
+            {
+                return true;
+            }
+            if t0.elapsed() >= budget || self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            for _ in 0..16 {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
     fn run(&self) {
         let mut ready = Vec::new();
+        let budget = self.poll;
         loop {
+            if self.poll_rings(budget) {
+                let mut st = self.lock();
+                self.process(&mut st);
+                continue;
+            }
             if let Err(e) = self.epoll.wait(&mut ready, -1) {
                 tracing::error!("worker epoll failed: {e}");
                 return;

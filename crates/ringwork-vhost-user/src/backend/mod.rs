@@ -148,6 +148,17 @@ impl Connection {
     /// A session serving `device` on `sock`: worker threads are started
     /// now (idle until queues start).
     pub fn new(device: Arc<dyn Device>, sock: UnixStream) -> Result<Self, BackendError> {
+        Self::with_poll(device, sock, std::time::Duration::ZERO)
+    }
+
+    /// As [`Self::new`], with worker threads that poll their rings for up
+    /// to `poll` after processing before they sleep (see
+    /// [`Server::set_poll`](crate::Server::set_poll)).
+    pub fn with_poll(
+        device: Arc<dyn Device>,
+        sock: UnixStream,
+        poll: std::time::Duration,
+    ) -> Result<Self, BackendError> {
         let n = usize::from(device.num_queues());
         let mut group_queues = device.worker_map();
         // Every queue in exactly one group; others get their own.
@@ -172,7 +183,7 @@ impl Connection {
         let mut groups = Vec::new();
         let mut threads = Vec::new();
         for gi in 0..group_queues.len() {
-            let g = Group::new(mem.memory(), failed.clone())?;
+            let g = Group::new(mem.memory(), failed.clone(), poll)?;
             threads.push(g.spawn(format!("ringwork-q{gi}"))?);
             groups.push(g);
         }
