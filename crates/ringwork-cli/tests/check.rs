@@ -286,6 +286,42 @@ fn our_rng_backend_passes_and_quick_runs_one_ring_format() {
     assert!(split["reason"].as_str().unwrap().contains("--quick"));
 }
 
+/// The balloon suite against ringwork's balloon with every optional
+/// feature: inflation to the host's target (512 pages) and beyond,
+/// statistics on the device's 200 ms timer, free page reports, both ring
+/// formats. The type is named in one run and inferred in the other.
+#[test]
+fn our_balloon_passes() {
+    use ringwork_device::balloon::{Balloon, BalloonOptions};
+    let tmp = must(TempDir::new("check-balloon"), "temp dir");
+    let dev = Balloon::new(BalloonOptions {
+        target_pages: 512,
+        stats_vq: true,
+        stats_interval: Some(Duration::from_millis(200)),
+        deflate_on_oom: true,
+        page_reporting: true,
+        ..BalloonOptions::default()
+    })
+    .unwrap();
+    let b = InProcess::serve(tmp.join("balloon.sock"), Arc::new(dev));
+    let v = check_json(&b.socket, &["--device-type", "balloon"]);
+    assert_eq!(v["device"], "balloon");
+    assert_passes(
+        &v,
+        &[
+            "balloon.init",
+            "balloon.inflate-deflate",
+            "balloon.stats",
+            "balloon.reporting",
+            "balloon.split.inflate-deflate",
+            "balloon.packed.inflate-deflate",
+            "reset.status",
+            "status.driver-ok",
+        ],
+    );
+    assert_table_matches(&b.socket, &v);
+}
+
 #[test]
 fn our_single_port_console_passes() {
     let tmp = must(TempDir::new("check-con"), "temp dir");

@@ -299,3 +299,25 @@ fn optional_queues_only_when_negotiated() {
     )
     .is_err());
 }
+
+/// The driver may give more than the target and take the surplus back.
+#[test]
+fn inflating_beyond_the_target_and_back() {
+    let mem = memory();
+    let mut dev = BalloonDev::new(&mem);
+    dev.num_pages = 10;
+    let b = block(dev);
+    let mut d = BalloonDriver::new(mmio(&b), &mem, opts()).unwrap();
+    assert_eq!(d.reach_target().unwrap(), 10);
+    assert_eq!(d.inflate(300).unwrap(), 300);
+    assert_eq!(d.actual(), 310);
+    with_dev(&b, |dev| {
+        assert_eq!(dev.inflated.len(), 310);
+        assert_eq!(dev.actual_writes.last(), Some(&310));
+    });
+    assert_eq!(d.reach_target().unwrap(), 10);
+    with_dev(&b, |dev| {
+        assert_eq!(dev.inflated.len(), 10);
+        assert!(dev.violations.is_empty(), "{:?}", dev.violations);
+    });
+}

@@ -5,7 +5,8 @@
 //! formats when offered, bad requests answered with the right status,
 //! data integrity. Each check names the spec section it comes from.
 //!
-//! Suites: [`blk`] (§5.2), [`rng`] (§5.4), [`console`] (§5.3), on top of
+//! Suites: [`blk`] (§5.2), [`rng`] (§5.4), [`console`] (§5.3), [`balloon`]
+//! (§5.5), on top of
 //! the checks every device gets ([`common`]). A check that needs a freshly
 //! initialized device opens a new connection (a new *session*): backends
 //! serve the next frontend after a disconnect.
@@ -20,6 +21,7 @@
 //! Exit codes: 0 every check passed (skips allowed), 1 a check failed, 3
 //! the backend could not be reached or identified.
 
+mod balloon;
 mod blk;
 mod blk_io;
 mod blk_req;
@@ -34,7 +36,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_RNG};
+use ringwork_spec::device_id::{
+    DeviceType, VIRTIO_ID_BALLOON, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_RNG,
+};
 use ringwork_transport::driver::Transport;
 use ringwork_vhost_user::VhostUserTransport;
 
@@ -50,6 +54,8 @@ pub enum DeviceKind {
     Rng,
     /// Console (§5.3).
     Console,
+    /// Memory balloon (§5.5).
+    Balloon,
 }
 
 impl DeviceKind {
@@ -58,6 +64,7 @@ impl DeviceKind {
             DeviceKind::Blk => VIRTIO_ID_BLOCK,
             DeviceKind::Rng => VIRTIO_ID_RNG,
             DeviceKind::Console => VIRTIO_ID_CONSOLE,
+            DeviceKind::Balloon => VIRTIO_ID_BALLOON,
         })
     }
 }
@@ -145,6 +152,7 @@ pub fn run_checks(opts: &CheckOptions) -> anyhow::Result<Report> {
         VIRTIO_ID_BLOCK => ("blk", blk::run),
         VIRTIO_ID_RNG => ("rng", rng::run),
         VIRTIO_ID_CONSOLE => ("console", console::run),
+        VIRTIO_ID_BALLOON => ("balloon", balloon::run),
         other => anyhow::bail!("no conformance suite for device type {other}"),
     };
     let mut ctx = common::Ctx::new(opts.clone(), device_type, name);

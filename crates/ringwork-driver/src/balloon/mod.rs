@@ -345,6 +345,28 @@ impl<T: Transport, D: Dma + Clone> BalloonDriver<T, D> {
         }
     }
 
+    /// Gives the device up to `pages` pages more than it holds, whatever
+    /// the target (§5.5.6.1: the driver MAY supply pages when `num_pages`
+    /// is at least `actual`), waiting for its acknowledgements. Returns
+    /// the pages added (fewer when the allocator runs out).
+    /// [`Self::step`] takes pages above the target back.
+    pub fn inflate(&mut self, pages: u32) -> Result<u32, BalloonError> {
+        if self.pending.is_some() {
+            self.wait_pending()?;
+        }
+        let start = self.actual();
+        let goal = start.saturating_add(pages);
+        while self.actual() < goal {
+            match self.submit(Dir::Inflate, goal - self.actual()) {
+                Ok(()) => {}
+                Err(BalloonError::OutOfPages { .. }) => break,
+                Err(e) => return Err(e),
+            }
+            self.wait_pending()?;
+        }
+        Ok(self.actual() - start)
+    }
+
     /// Takes up to `pages` pages back from the balloon below the target
     /// (with `VIRTIO_BALLOON_F_DEFLATE_ON_OOM`, §5.5.6.1: when the memory
     /// is needed), waiting for the device's acknowledgements. Returns the

@@ -8,7 +8,10 @@ use ringwork_spec::blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_TOPOLOGY,
     VIRTIO_BLK_F_WRITE_ZEROES,
 };
-use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_RNG};
+use ringwork_spec::device_id::{
+    DeviceType, VIRTIO_ID_BALLOON, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_RNG,
+    VIRTIO_ID_SCSI,
+};
 
 /// The size of the block device's configuration up to
 /// `write_zeroes_may_unmap` and its padding (VIRTIO 1.4 §5.2.4): no other
@@ -27,6 +30,10 @@ pub struct Probe {
     pub large_config: Option<bool>,
     /// Whether a GET_CONFIG of the console's 12 bytes succeeded.
     pub console_config: Option<bool>,
+    /// Whether a GET_CONFIG of the balloon's 16 bytes succeeded.
+    pub balloon_config: Option<bool>,
+    /// Whether a GET_CONFIG of the SCSI host's 36 bytes succeeded.
+    pub scsi_config: Option<bool>,
 }
 
 /// The device type a probe points at, or `None` when it is ambiguous.
@@ -45,6 +52,18 @@ pub fn identify(p: &Probe) -> Option<DeviceType> {
         return Some(DeviceType(VIRTIO_ID_BLOCK));
     }
     let queues = p.queue_num.unwrap_or(0);
+    // Configuration spaces of exactly 36 (SCSI) or 16 (balloon) bytes, with
+    // only that type's feature bits (SCSI 0..=3, balloon 0..=5).
+    if p.scsi_config == Some(true) && device_bits & !0xf == 0 && queues >= 3 {
+        return Some(DeviceType(VIRTIO_ID_SCSI));
+    }
+    if p.balloon_config == Some(true)
+        && p.scsi_config != Some(true)
+        && device_bits & !0x3f == 0
+        && queues >= 2
+    {
+        return Some(DeviceType(VIRTIO_ID_BALLOON));
+    }
     if device_bits == 0 && queues <= 1 && p.console_config != Some(true) {
         return Some(DeviceType(VIRTIO_ID_RNG));
     }
@@ -66,6 +85,8 @@ mod tests {
             queue_num: queues,
             large_config: large,
             console_config: con,
+            balloon_config: con.map(|_| false),
+            scsi_config: con.map(|_| false),
         }
     }
 
@@ -94,6 +115,18 @@ mod tests {
             identify(&probe(v1, Some(2), None, None)),
             Some(DeviceType(VIRTIO_ID_CONSOLE))
         );
+        // A 16-byte space with balloon bits; a 36-byte one with SCSI bits.
+        let balloon = Probe {
+            balloon_config: Some(true),
+            ..probe(v1 | 1 << 1 | 1 << 5, Some(4), Some(false), Some(true))
+        };
+        assert_eq!(identify(&balloon), Some(DeviceType(VIRTIO_ID_BALLOON)));
+        let scsi = Probe {
+            balloon_config: Some(true),
+            scsi_config: Some(true),
+            ..probe(v1 | 1 << 1 | 1 << 2, Some(4), Some(false), Some(true))
+        };
+        assert_eq!(identify(&scsi), Some(DeviceType(VIRTIO_ID_SCSI)));
         // Net-like bits on several queues: not one of ours.
         assert_eq!(
             identify(&probe(

@@ -226,6 +226,10 @@ impl VhostUserTransport {
                     queue_num,
                     large_config: has_config.then(|| t.fe.get_config(0, BLK_CONFIG_PROBE).is_ok()),
                     console_config: has_config.then(|| t.fe.get_config(0, 12).is_ok()),
+                    balloon_config: has_config
+                        .then(|| t.fe.get_config(0, BALLOON_CONFIG_SIZE as u32).is_ok()),
+                    scsi_config: has_config
+                        .then(|| t.fe.get_config(0, SCSI_CONFIG_SIZE as u32).is_ok()),
                 };
                 identify(&probe).ok_or(ConnectError::Unidentified {
                     features: offered,
