@@ -55,15 +55,24 @@ fn restart(ring: RingPreference) {
         "threads",
     ];
     let backend = Arc::new(Mutex::new(Some(serve(&args, &sock))));
-    let t = VhostUserTransport::connect(
-        &sock,
-        TransportOptions {
-            memory_size: 16 << 20,
-            reconnect: Some(Duration::from_secs(20)),
-            ..TransportOptions::default()
-        },
-    )
-    .unwrap();
+    let opts = TransportOptions {
+        memory_size: 16 << 20,
+        reconnect: Some(Duration::from_secs(20)),
+        ..TransportOptions::default()
+    };
+    // The socket file appears a moment before the backend listens on it.
+    let mut tries = 0;
+    let t = loop {
+        match VhostUserTransport::connect(&sock, opts.clone()) {
+            Ok(t) => break t,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                eprintln!("connect: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("connecting: {e}"),
+        }
+    };
     let mem = t.memory().clone();
     let mut d: Driver = BlkDriver::new(
         t,
