@@ -85,7 +85,8 @@ fn event_buffers_are_at_least_an_event() {
 
 #[test]
 fn bad_config_fails_setup() {
-    let cases: [(&str, fn(&mut ScsiDev)); 4] = [
+    type Case = (&'static str, fn(&mut ScsiDev));
+    let cases: [Case; 4] = [
         ("num_queues", |d| d.num_queues = 0),
         ("seg_max", |d| d.seg_max = 0),
         ("cdb_size", |d| d.cdb_size = 100_000),
@@ -127,7 +128,7 @@ fn blocking_helpers_round_trip() {
     let c = d.read16(1, 300, 5, 2, &[rs]).unwrap();
     assert_eq!(c.residual, 0);
     assert_eq!(contents(&rb), data);
-    drop((b1, b2));
+    let _ = (b1, b2);
     with_dev(&b, |dev| {
         assert_eq!(&dev.luns[&(1, 300)][5 * 512..7 * 512], &data[..]);
         // §5.6.6.1: lun[0] = 1, lun[1] = target, single-level LUN; LUN
@@ -205,7 +206,7 @@ fn non_blocking_commands_on_two_queues() {
         }
         d.kick(0).unwrap();
         d.kick(1).unwrap();
-        let mut done = vec![false; 32];
+        let mut done = [false; 32];
         for q in 0..2 {
             while let Some(c) = d.poll(q).unwrap() {
                 assert!(c.is_good(), "{c:?}");
