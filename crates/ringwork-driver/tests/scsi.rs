@@ -136,7 +136,7 @@ fn blocking_helpers_round_trip() {
         let s = dev.seen.iter().find(|s| s.cdb[0] == 0x8a).unwrap();
         assert_eq!(s.lun, [1, 1, 0x41, 0x2c, 0, 0, 0, 0]);
         assert_eq!(dev.seen[1].lun, [1, 0, 0, 1, 0, 0, 0, 0]);
-        // §5.6.6.1.1: task_attr, prio and crn zero.
+        // §5.6.6.1.2: task_attr, prio and crn zero.
         assert!(dev.seen.iter().all(|s| s.attrs == [0, 0, 0]));
         // The CDB area is cdb_size bytes, zero-padded.
         assert!(dev.seen.iter().all(|s| s.cdb.len() == 32));
@@ -492,7 +492,7 @@ fn task_management_aborts_a_command() {
     });
 }
 
-/// §5.6.6.1.1: a TARGET_FAILURE response is reported as such and is not
+/// §5.6.6.1.2: a TARGET_FAILURE response is reported as such and is not
 /// one to retry on another path.
 #[test]
 fn target_failure_is_not_retried_elsewhere() {

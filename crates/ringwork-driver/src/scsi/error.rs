@@ -32,7 +32,7 @@ pub enum ScsiResponse {
     Busy,
     /// `VIRTIO_SCSI_S_TRANSPORT_FAILURE`.
     TransportFailure,
-    /// `VIRTIO_SCSI_S_TARGET_FAILURE`: §5.6.6.1.1, the driver SHOULD NOT
+    /// `VIRTIO_SCSI_S_TARGET_FAILURE`: §5.6.6.1.2, the driver SHOULD NOT
     /// retry on other paths ([`ScsiResponse::retry_elsewhere`] is false).
     TargetFailure,
     /// `VIRTIO_SCSI_S_NEXUS_FAILURE`.
@@ -73,7 +73,7 @@ impl From<u8> for ScsiResponse {
 
 impl ScsiResponse {
     /// Whether retrying the request on another path may help: false for
-    /// `VIRTIO_SCSI_S_TARGET_FAILURE` (§5.6.6.1.1: the driver SHOULD NOT
+    /// `VIRTIO_SCSI_S_TARGET_FAILURE` (§5.6.6.1.2: the driver SHOULD NOT
     /// retry it on other paths) and for success.
     pub fn retry_elsewhere(self) -> bool {
         matches!(

@@ -24,7 +24,7 @@
 //! At most `cmd_per_lun` commands (and at most a queue's size) are in
 //! flight per LUN, across all queues (§5.6.4.1; every command is counted,
 //! not only linked ones). `prio` and `crn` are always zero; `task_attr` is
-//! zero (SIMPLE) unless the caller sets it (§5.6.6.1.1).
+//! zero (SIMPLE) unless the caller sets it (§5.6.6.1.2).
 //!
 //! Task management and asynchronous notification (§5.6.6.2) are blocking
 //! calls on the control queue ([`ScsiDriver::task_management`],

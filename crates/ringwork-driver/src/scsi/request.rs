@@ -41,7 +41,7 @@ pub struct ScsiCommand<'a> {
     pub data_out: &'a [Segment],
     /// Device-writable data (`datain`).
     pub data_in: &'a [Segment],
-    /// `task_attr` (`VIRTIO_SCSI_S_SIMPLE` .. `_ACA`); §5.6.6.1.1: SHOULD
+    /// `task_attr` (`VIRTIO_SCSI_S_SIMPLE` .. `_ACA`); §5.6.6.1.2: SHOULD
     /// be zero (SIMPLE), which [`ScsiCommand::new`] sets. `prio` and `crn`
     /// are always zero.
     pub task_attr: u8,
@@ -185,7 +185,7 @@ pub(crate) fn lay_out(
     hdr[..8].copy_from_slice(&lun_address(cmd.target, cmd.lun));
     hdr[8..16].copy_from_slice(&id.to_le_bytes());
     hdr[16] = cmd.task_attr;
-    // prio and crn stay 0 (§5.6.6.1.1).
+    // prio and crn stay 0 (§5.6.6.1.2).
     let mut resp = [0u8; SCSI_RESP_CMD_HEADER_SIZE];
     resp[11] = RESPONSE_UNSET;
     let ok = slot.fill(0, layout.stride, 0).is_ok()
