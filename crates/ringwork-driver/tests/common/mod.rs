@@ -6,6 +6,7 @@ pub mod balloon_dev;
 pub mod blk_dev;
 pub mod console_dev;
 pub mod rng_dev;
+pub mod scsi_dev;
 
 use std::cell::RefCell;
 use std::sync::Arc;
