@@ -2,7 +2,7 @@
 //! device's target and deflating, `actual` written after each change
 //! (VIRTIO 1.4 §5.5.6.1), one batch in flight, pages never deflated before
 //! their inflation was acknowledged, statistics on request with the same
-//! subset every time (§5.5.6.3.1), free page reporting (§5.5.6.6),
+//! subset every time (§5.5.6.3.1), free page reporting (§5.5.6.7),
 //! DEFLATE_ON_OOM, and a hostile `num_pages` beyond the memory available.
 
 mod common;

@@ -3,7 +3,7 @@
 //! inflating to the device's target and beyond it (§5.5.6.1: the driver may
 //! supply pages when `num_pages` ≥ `actual`), deflating back, `actual`
 //! read back as written, statistics when the device asks for them, free
-//! page reporting, reset, and both ring formats. The target is the host's
+//! page reporting (§5.5.6.7), reset, and both ring formats. The target is the host's
 //! (`num_pages`): a check that needs pages inflates beyond it instead.
 
 use std::sync::Arc;
@@ -99,7 +99,7 @@ pub(crate) fn run(ctx: &mut Ctx, mut t: VhostUserTransport) {
     let r = reporting(&mut d, offered);
     ctx.record(
         "balloon.reporting",
-        "§5.5.6.6",
+        "§5.5.6.7",
         "free page reports (whole 4 KiB pages, device-writable) are acknowledged",
         r,
     );

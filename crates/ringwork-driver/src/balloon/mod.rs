@@ -22,7 +22,7 @@
 //! (§5.5.6.3): the tags are chosen once, a first buffer is made available
 //! at setup, and the device asks for fresh values by using it
 //! ([`BalloonDriver::stats_requested`], [`BalloonDriver::provide_stats`]).
-//! Free page reporting (§5.5.6.6): [`BalloonDriver::report_free`] hands
+//! Free page reporting (§5.5.6.7): [`BalloonDriver::report_free`] hands
 //! the device ranges of the caller's free memory, which the caller must
 //! treat as uninitialized once acknowledged ([`BalloonDriver::poll_reported`]).
 //!
@@ -551,7 +551,7 @@ impl<T: Transport, D: Dma + Clone> BalloonDriver<T, D> {
         Ok(())
     }
 
-    /// Reports free memory (§5.5.6.6): `ranges` of whole 4 KiB pages the
+    /// Reports free memory (§5.5.6.7): `ranges` of whole 4 KiB pages the
     /// caller does not use; `token` comes back from
     /// [`Self::poll_reported`] once the device acknowledged them. Until
     /// then the caller must not touch them, and afterwards must treat their
