@@ -18,10 +18,13 @@ use ringwork_device::scsi::{LunSpec, Scsi, ScsiHandle, ScsiOptions};
 /// SCSI device options.
 #[derive(Debug, Args)]
 pub struct ScsiArgs {
-    /// A logical unit: PATH[,target=T][,lun=L][,readonly][,block-size=512|4096][,serial=S].
-    /// Repeatable. The target defaults to 0, the LUN to the next free one
-    /// on the target.
-    #[arg(long = "lun", value_name = "SPEC")]
+    // (`help` rather than a doc comment: the brackets are not links.)
+    #[arg(
+        long = "lun",
+        value_name = "SPEC",
+        help = "A logical unit: PATH[,target=T][,lun=L][,readonly][,block-size=512|4096][,serial=S]. \
+                Repeatable. The target defaults to 0, the LUN to the next free one on the target."
+    )]
     luns: Vec<String>,
     /// Number of request queues.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]

@@ -37,7 +37,7 @@ pub enum SendError {
     Io(#[from] std::io::Error),
 }
 
-/// One port of a host-side frame mover. See the [module docs](self).
+/// One port of a host-side frame mover (see [`crate::net`]).
 pub trait NetBackend: Send + Sync {
     /// Sends a frame the guest put on transmitq(`pair` + 1). Never
     /// blocks. A frame with a [`Packet::csum`] request may be passed on
