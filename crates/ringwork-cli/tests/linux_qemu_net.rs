@@ -188,6 +188,13 @@ check copy-matches test "$(sha256sum /tmp/copy.bin | cut -d' ' -f1)" = "$sum"
         Some(want_queues.trim_end()),
         "queues"
     );
+    // The second pair, switched on by SET_VRING_ENABLE (QEMU carries the
+    // guest's VQ_PAIRS_SET out itself), is in use on the device.
+    assert_eq!(
+        log.contains(": 2 queue pair(s) in use"),
+        pairs > 1,
+        "queue pairs in use:\n{log}"
+    );
     must(backend.check_alive(), "ringwork serve net after the guests");
     let log = backend.stop();
     assert!(!log.contains("ERROR"), "backend logged errors:\n{log}");
