@@ -118,6 +118,17 @@ pub trait Device: Send + Sync + 'static {
         features: u64,
         events: Arc<dyn DeviceEvents>,
     ) -> Result<Box<dyn QueueWorker>, DeviceError>;
+    /// The host put queue `index` into (`true`) or took it out of
+    /// (`false`) its worker's running set: a vhost-user ring that is both
+    /// started (SET_VRING_KICK) and enabled (SET_VRING_ENABLE, once
+    /// VHOST_USER_F_PROTOCOL_FEATURES is negotiated), or stopped
+    /// (GET_VRING_BASE, reset, disconnect). Devices whose data path
+    /// depends on which queues the frontend uses (a network device whose
+    /// control queue the frontend keeps to itself) watch this. Default:
+    /// nothing.
+    fn queue_running(&self, index: u16, running: bool) {
+        let _ = (index, running);
+    }
     /// The device is reset: forget negotiated state.
     fn reset(&self) {}
 }

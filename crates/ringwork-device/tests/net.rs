@@ -366,6 +366,65 @@ fn multiqueue_pairs_and_steering() {
     assert_eq!(counts, [32, 0, 0, 0]);
 }
 
+/// A frontend that keeps the controlq to itself (QEMU's `-netdev
+/// vhost-user`: MQ negotiated with the device, CTRL_VQ not) chooses the
+/// queue pairs by running their rings: the leading pairs whose receiveq
+/// and transmitq both run are in use, at least one.
+#[test]
+fn mq_without_ctrl_vq_follows_the_running_rings() {
+    let sw = Switch::new();
+    let f = without(
+        all_features(4),
+        &[
+            VIRTIO_NET_F_CTRL_VQ,
+            VIRTIO_NET_F_CTRL_RX,
+            VIRTIO_NET_F_CTRL_RX_EXTRA,
+            VIRTIO_NET_F_CTRL_VLAN,
+            VIRTIO_NET_F_CTRL_MAC_ADDR,
+            VIRTIO_NET_F_GUEST_ANNOUNCE,
+        ],
+    );
+    let mut a = port(&sw, MAC_A, 4, f);
+    let mut b = port(&sw, MAC_B, 4, f);
+    for p in 0..4 {
+        post_rx(&mut b, p, 128, 2048);
+        post_rx(&mut a, p, 16, 2048);
+    }
+    let flows = |a: &mut Harness<Net>, b: &mut Harness<Net>| {
+        for sport in 0..32u16 {
+            let fr = udp_partial(MAC_B, MAC_A, b"x", 1000 + sport, 53);
+            transmit(a, 0, &NONE, &fr);
+        }
+        (0..4).map(|p| received(b, p).len()).collect::<Vec<usize>>()
+    };
+    assert_eq!(b.device().active_pairs(), 1);
+    assert_eq!(flows(&mut a, &mut b), [32, 0, 0, 0]);
+    // Pairs 1 and 2 run, pair 3 has only its receiveq: two pairs in use.
+    for q in [0, 1, 2, 3, 6] {
+        b.device().queue_running(q, true);
+    }
+    assert_eq!(b.device().active_pairs(), 2);
+    let counts = flows(&mut a, &mut b);
+    assert_eq!(counts.iter().sum::<usize>(), 32);
+    assert_eq!(counts[2..], [0, 0], "never beyond the running pairs");
+    assert!(counts[1] > 0, "{counts:?}");
+    // A gap: pair 2's transmitq stops, then pair 3 runs; still two.
+    b.device().queue_running(7, true);
+    assert_eq!(b.device().active_pairs(), 2);
+    b.device().queue_running(4, true);
+    b.device().queue_running(5, true);
+    assert_eq!(b.device().active_pairs(), 4);
+    b.device().queue_running(3, false);
+    assert_eq!(b.device().active_pairs(), 1);
+    assert_eq!(flows(&mut a, &mut b), [32, 0, 0, 0]);
+    // Index out of range: ignored. Reset: one pair.
+    b.device().queue_running(999, true);
+    b.device().queue_running(3, true);
+    assert_eq!(b.device().active_pairs(), 4);
+    b.device().reset();
+    assert_eq!(b.device().active_pairs(), 1);
+}
+
 #[test]
 fn without_mq_the_controlq_is_queue_two() {
     let sw = Switch::new();

@@ -6,6 +6,14 @@
 //! user-space addresses and are translated to guest addresses first
 //! ([`MemoryTable::user_to_guest`]).
 //!
+//! One connection may carry several frontend devices: QEMU's
+//! `-netdev vhost-user` with `queues=N` drives each queue pair as its own
+//! vhost device over the same socket, and each of them sends ADD_MEM_REG
+//! for every region (only SET_MEM_TABLE is sent once). A region identical
+//! to one already in the table (same guest address, size, user address and
+//! mmap offset) is therefore counted instead of refused; REM_MEM_REG
+//! unmaps a region only when its count reaches zero.
+//!
 //! Trust and panic contract: region descriptions come from the frontend.
 //! Regions must be non-empty, must not overflow or overlap, and must be
 //! mappable from the descriptor sent with them; anything else is an error
@@ -55,6 +63,8 @@ pub enum MemoryError {
 #[derive(Debug)]
 pub struct MemoryTable {
     regions: Vec<(MemRegion, OwnedFd)>,
+    /// How many times each region (same index) was added.
+    refs: Vec<u32>,
     mem: Arc<Memory>,
 }
 
@@ -62,6 +72,7 @@ impl Default for MemoryTable {
     fn default() -> Self {
         Self {
             regions: Vec::new(),
+            refs: Vec::new(),
             mem: Arc::new(Memory::new()),
         }
     }
@@ -152,21 +163,36 @@ impl MemoryTable {
                 fds: fds.len(),
             });
         }
-        self.install(regions.into_iter().zip(fds).collect())
+        self.install(regions.into_iter().zip(fds).collect())?;
+        self.refs = vec![1; self.regions.len()];
+        Ok(())
     }
 
-    /// Adds one region (ADD_MEM_REG).
+    /// Adds one region (ADD_MEM_REG); a region identical to one in the
+    /// table only counts once more (see the [module docs](self)), and its
+    /// descriptor is closed.
     pub fn add(&mut self, region: MemRegion, fd: OwnedFd) -> Result<(), MemoryError> {
+        if let Some(i) = self.regions.iter().position(|(r, _)| *r == region) {
+            Self::check(&region)?;
+            if let Some(n) = self.refs.get_mut(i) {
+                *n = n.saturating_add(1);
+            }
+            drop(fd);
+            return Ok(());
+        }
         let mut next: Vec<(MemRegion, OwnedFd)> = Vec::with_capacity(self.regions.len() + 1);
         for (r, f) in &self.regions {
             next.push((*r, f.try_clone().map_err(MemoryError::Map)?));
         }
         next.push((region, fd));
-        self.install(next)
+        self.install(next)?;
+        self.refs.push(1);
+        Ok(())
     }
 
     /// Removes the region with this guest address and size (REM_MEM_REG);
-    /// `false` when there is none.
+    /// `false` when there is none. A region added more than once stays
+    /// mapped until it was removed as often.
     pub fn remove(&mut self, region: &MemRegion) -> Result<bool, MemoryError> {
         let Some(i) = self
             .regions
@@ -175,6 +201,10 @@ impl MemoryTable {
         else {
             return Ok(false);
         };
+        if let Some(n) = self.refs.get_mut(i).filter(|n| **n > 1) {
+            *n -= 1;
+            return Ok(true);
+        }
         let mut next: Vec<(MemRegion, OwnedFd)> = Vec::with_capacity(self.regions.len());
         for (j, (r, f)) in self.regions.iter().enumerate() {
             if j != i {
@@ -182,6 +212,9 @@ impl MemoryTable {
             }
         }
         self.install(next)?;
+        if i < self.refs.len() {
+            self.refs.remove(i);
+        }
         Ok(true)
     }
 

@@ -464,7 +464,9 @@ fn inflight_buffers_are_resubmitted_in_pop_order() {
 }
 
 /// CONFIGURE_MEM_SLOTS: memory added with ADD_MEM_REG serves a ring and
-/// buffers; REM_MEM_REG of an unknown region is refused (REPLY_ACK),
+/// buffers; a region added twice (QEMU's multiqueue net sends every region
+/// once per queue pair) stays mapped until removed twice; REM_MEM_REG of
+/// an unknown region is refused (REPLY_ACK),
 /// RESET_DEVICE stops everything and the session can start again.
 #[test]
 fn mem_slots_and_reset_device() {
@@ -484,6 +486,10 @@ fn mem_slots_and_reset_device() {
         mmap_offset: 0,
     };
     s.fe.add_mem_reg(&region, s._memfd.as_fd()).unwrap();
+    s.fe.add_mem_reg(&region, s._memfd.as_fd()).unwrap();
+    s.fe.add_mem_reg(&region, s._memfd.as_fd()).unwrap();
+    s.fe.rem_mem_reg(&region).unwrap();
+    s.fe.rem_mem_reg(&region).unwrap();
     let bogus = MemRegion {
         guest_addr: 1 << 40,
         ..region
@@ -517,4 +523,8 @@ fn mem_slots_and_reset_device() {
     s.fe.reset_device().unwrap();
     assert_eq!(s.fe.get_status().unwrap(), 0);
     s.fe.rem_mem_reg(&region).unwrap();
+    assert!(
+        s.fe.rem_mem_reg(&region).is_err(),
+        "removed as often as added"
+    );
 }

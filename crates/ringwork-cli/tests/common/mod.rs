@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod blk_pass;
+pub mod net;
 
 use std::fs::File;
 use std::io::Read;

@@ -193,8 +193,8 @@ impl CtrlWorker {
                 if p < VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MIN || p > sh.opts.queue_pairs {
                     return Err(Refused::Value("virtqueue_pairs out of range"));
                 }
-                sh.active_pairs.store(p, Ordering::Release);
-                sh.backend.set_active_pairs(p);
+                sh.ctrl_pairs.store(p, Ordering::Release);
+                sh.update_pairs(&sh.lock());
                 Ok(())
             }
             (class, command) => Err(Refused::Unknown(class, command)),

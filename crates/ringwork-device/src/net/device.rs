@@ -59,6 +59,8 @@ pub(super) struct State {
     pub features: u64,
     /// The driver's event channel, once a worker started.
     pub events: Option<Arc<dyn DeviceEvents>>,
+    /// Which queues the host runs ([`Device::queue_running`]).
+    pub running: Vec<bool>,
 }
 
 /// State shared by the device and its workers.
@@ -69,8 +71,10 @@ pub(super) struct Shared {
     /// Bumped whenever [`State::filter`] changes (receive workers keep a
     /// copy and refresh it when this moves).
     pub filter_gen: AtomicU64,
-    /// Queue pairs in use (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET; 1 after reset).
+    /// Queue pairs in use ([`Shared::update_pairs`]).
     pub active_pairs: AtomicU16,
+    /// The last VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET (1 after reset).
+    pub ctrl_pairs: AtomicU16,
     pub stats: Counters,
 }
 
@@ -86,6 +90,32 @@ impl Shared {
     pub fn filter_changed(&self, st: &State) {
         self.filter_gen.fetch_add(1, Ordering::Release);
         self.backend.set_rx_filter(&st.filter);
+    }
+
+    /// Recomputes the queue pairs in use and tells the backend when they
+    /// changed. With VIRTIO_NET_F_CTRL_VQ the driver chooses them through
+    /// the controlq (VQ_PAIRS_SET, VIRTIO 1.4 §5.1.9.5.6). A frontend
+    /// that keeps the controlq to itself (QEMU's `-netdev vhost-user`
+    /// negotiates VIRTIO_NET_F_MQ with the backend but not CTRL_VQ, and
+    /// carries VQ_PAIRS_SET out as SET_VRING_ENABLE on each ring) chooses
+    /// them by running the rings: the pairs in use are then the leading
+    /// pairs whose receiveq and transmitq both run (at least one, as after
+    /// a reset). Without MQ, one pair.
+    pub fn update_pairs(&self, st: &State) {
+        let max = self.opts.queue_pairs;
+        let pairs = if has(st.features, VIRTIO_NET_F_CTRL_VQ) {
+            self.ctrl_pairs.load(Ordering::Acquire)
+        } else if has(st.features, VIRTIO_NET_F_MQ) {
+            let on = |q: u16| st.running.get(usize::from(q)).copied().unwrap_or(false);
+            (0..max).take_while(|&p| on(2 * p) && on(2 * p + 1)).count() as u16
+        } else {
+            1
+        }
+        .clamp(1, max);
+        if self.active_pairs.swap(pairs, Ordering::AcqRel) != pairs {
+            tracing::info!("virtio-net {}: {pairs} queue pair(s) in use", self.opts.mac);
+            self.backend.set_active_pairs(pairs);
+        }
     }
 
     /// Sends a configuration change notification if a driver is there.
@@ -126,11 +156,13 @@ impl Net {
                     filter,
                     features: 0,
                     events: None,
+                    running: vec![false; usize::from(2 * opts.queue_pairs + 1)],
                 }),
                 opts,
                 backend,
                 filter_gen: AtomicU64::new(0),
                 active_pairs: AtomicU16::new(1),
+                ctrl_pairs: AtomicU16::new(1),
                 stats: Counters::default(),
             }),
             features,
@@ -153,7 +185,9 @@ impl Net {
         self.shared.lock().filter.clone()
     }
 
-    /// Queue pairs in use.
+    /// Queue pairs in use: those the driver set with VQ_PAIRS_SET, or,
+    /// when the frontend keeps the controlq (MQ without CTRL_VQ), the
+    /// leading pairs whose rings run; 1 after a reset.
     pub fn active_pairs(&self) -> u16 {
         self.shared.active_pairs.load(Ordering::Acquire)
     }
@@ -234,6 +268,17 @@ impl Device for Net {
             st.filter.vlan_filtering = vlan;
             self.shared.filter_changed(&st);
         }
+        self.shared.update_pairs(&st);
+    }
+
+    /// Without VIRTIO_NET_F_CTRL_VQ but with MQ, the running rings decide
+    /// the queue pairs in use ([`Net::active_pairs`]).
+    fn queue_running(&self, index: u16, running: bool) {
+        let mut st = self.shared.lock();
+        if let Some(r) = st.running.get_mut(usize::from(index)) {
+            *r = running;
+        }
+        self.shared.update_pairs(&st);
     }
 
     /// One worker per queue: receiveqs and transmitqs run on their own
@@ -273,8 +318,10 @@ impl Device for Net {
         st.status = VIRTIO_NET_S_LINK_UP;
         st.filter = RxFilter::new(self.shared.opts.mac);
         st.features = 0;
+        st.running.fill(false);
         self.shared.filter_changed(&st);
         drop(st);
+        self.shared.ctrl_pairs.store(1, Ordering::Release);
         self.shared.active_pairs.store(1, Ordering::Release);
         self.shared.backend.set_active_pairs(1);
     }

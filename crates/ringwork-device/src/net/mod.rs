@@ -37,6 +37,15 @@
 //! state the control queue changes (filter, address, active pairs) is
 //! shared with the data path, which reads it without blocking.
 //!
+//! Frontends that keep the controlq (QEMU's `-netdev vhost-user`): such a
+//! frontend negotiates with the device only the features that touch the
+//! data path (MQ, CSUM, MRG_RXBUF, ... but not CTRL_VQ), never starts the
+//! controlq, and turns the driver's VQ_PAIRS_SET into SET_VRING_ENABLE on
+//! each ring. With MQ and without CTRL_VQ, the queue pairs in use are
+//! therefore the leading pairs whose rings run
+//! ([`Device::queue_running`]); the receive filter stays as after reset
+//! (promiscuous), and the address is the frontend's, not the device's.
+//!
 //! Trust and panic contract: everything the driver puts in the queues is
 //! hostile input. Headers and frames are copied out through the chain
 //! reader into private buffers and checked; a malformed transmit chain is
@@ -46,6 +55,7 @@
 //! Nothing in this module panics.
 //!
 //! [`Device::worker_map`]: crate::model::Device::worker_map
+//! [`Device::queue_running`]: crate::model::Device::queue_running
 
 mod backend;
 mod ctrl;

@@ -246,6 +246,7 @@ impl Connection {
         }
         drop(st);
         self.vrings[i].running = true;
+        self.device.queue_running(i as u16, true);
         group.wake();
         tracing::debug!(queue = i, "queue running");
         Ok(())
@@ -257,6 +258,9 @@ impl Connection {
         if let Some(q) = group.take_queue(i as u16) {
             let format = q.queue.format();
             self.vrings[i].base = q.queue.position().to_vhost_user_base(format);
+        }
+        if self.vrings[i].running {
+            self.device.queue_running(i as u16, false);
         }
         self.vrings[i].running = false;
     }
