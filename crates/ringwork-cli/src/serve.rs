@@ -259,6 +259,27 @@ impl DeviceArgs {
     }
 }
 
+/// Binds a `--control` socket, replacing a stale socket file (one nobody
+/// listens on) but never a live one or another kind of file.
+fn bind_control(path: &std::path::Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            anyhow::bail!("--control {}: exists and is not a socket", path.display());
+        }
+        if UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "--control {}: another process listens there",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    UnixListener::bind(path).with_context(|| format!("binding --control {}", path.display()))
+}
+
 fn capabilities_json(kind: &str, features: &[&str]) -> String {
     let f: Vec<String> = features.iter().map(|f| format!("\"{f}\"")).collect();
     format!(

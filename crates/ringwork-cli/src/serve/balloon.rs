@@ -19,7 +19,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,7 +108,7 @@ pub fn build(a: &BalloonArgs) -> anyhow::Result<Arc<dyn Device>> {
     };
     let balloon = Balloon::new(opts).context("setting up the balloon")?;
     if let Some(path) = &a.control {
-        let listener = bind(path)?;
+        let listener = super::bind_control(path)?;
         let handle = balloon.handle();
         std::thread::Builder::new()
             .name("ringwork-balloon-control".into())
@@ -117,26 +117,6 @@ pub fn build(a: &BalloonArgs) -> anyhow::Result<Arc<dyn Device>> {
         tracing::info!("balloon control socket {}", path.display());
     }
     Ok(Arc::new(balloon))
-}
-
-/// Binds the control socket, replacing a stale socket file (one nobody
-/// listens on) but never a live one or another kind of file.
-fn bind(path: &Path) -> anyhow::Result<UnixListener> {
-    use std::os::unix::fs::FileTypeExt;
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            anyhow::bail!("--control {}: exists and is not a socket", path.display());
-        }
-        if UnixStream::connect(path).is_ok() {
-            anyhow::bail!(
-                "--control {}: another process listens there",
-                path.display()
-            );
-        }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?;
-    }
-    UnixListener::bind(path).with_context(|| format!("binding --control {}", path.display()))
 }
 
 fn accept_loop(listener: UnixListener, handle: BalloonHandle) {

@@ -5,9 +5,8 @@
 //! or `error: ...`).
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -111,7 +110,7 @@ pub(super) fn build_scsi(a: &ScsiArgs) -> anyhow::Result<Arc<dyn Device>> {
         );
     }
     if let Some(path) = &a.control {
-        let listener = bind(path)?;
+        let listener = super::bind_control(path)?;
         let handle = scsi.handle();
         std::thread::Builder::new()
             .name("ringwork-scsi-control".into())
@@ -120,25 +119,6 @@ pub(super) fn build_scsi(a: &ScsiArgs) -> anyhow::Result<Arc<dyn Device>> {
         tracing::info!("SCSI control socket on {}", path.display());
     }
     Ok(Arc::new(scsi))
-}
-
-/// Binds the control socket, replacing a stale socket file (one nobody
-/// listens on) but nothing else.
-fn bind(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Ok(m) = std::fs::symlink_metadata(path) {
-        if !m.file_type().is_socket() {
-            anyhow::bail!("--control {}: exists and is not a socket", path.display());
-        }
-        if UnixStream::connect(path).is_ok() {
-            anyhow::bail!(
-                "--control {}: another process listens there",
-                path.display()
-            );
-        }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?;
-    }
-    UnixListener::bind(path).with_context(|| format!("--control {}", path.display()))
 }
 
 fn control_loop(listener: &UnixListener, handle: &ScsiHandle) {
