@@ -333,14 +333,23 @@ impl<T: Transport, D: Dma + Clone> BalloonDriver<T, D> {
     /// (read again after every batch, so a target changed meanwhile is
     /// followed). Returns the pages in the balloon.
     pub fn reach_target(&mut self) -> Result<u32, BalloonError> {
+        // A step sends nothing only when the target moved under it; a
+        // device that keeps moving it without waiting gets a timeout, not
+        // a spinning driver.
+        let mut idle = 0;
         loop {
             let p = self.step()?;
             if !p.busy {
                 if p.actual == p.target {
                     return Ok(p.actual);
                 }
+                idle += 1;
+                if idle > 64 {
+                    return Err(BalloonError::Timeout);
+                }
                 continue;
             }
+            idle = 0;
             self.wait_pending()?;
         }
     }
