@@ -272,24 +272,29 @@ impl<'a> MemSlice<'a> {
     }
 }
 
-/// Word-wise volatile copy out of shared memory.
+/// Word-wise volatile copy out of shared memory: bytes up to the first
+/// 8-aligned shared address, then aligned volatile words, then the tail.
 ///
 /// # Safety
 /// `src` must be valid for `len` bytes of reads (volatile), `dst` for `len`
 /// bytes of writes, and the ranges must not overlap.
 #[inline]
 unsafe fn volatile_copy_from(src: *const u8, dst: *mut u8, len: usize) {
+    let head = src.align_offset(8).min(len);
     let mut i = 0;
-    if (src as usize) % 8 == 0 {
-        while i + 8 <= len {
-            // SAFETY: i + 8 <= len; `src + i` is 8-aligned because `src` is
-            // and i is a multiple of 8; `dst` may be unaligned.
-            unsafe {
-                let w = src.add(i).cast::<u64>().read_volatile();
-                dst.add(i).cast::<u64>().write_unaligned(w);
-            }
-            i += 8;
+    while i < head {
+        // SAFETY: i < len.
+        unsafe { dst.add(i).write(src.add(i).read_volatile()) };
+        i += 1;
+    }
+    while i + 8 <= len {
+        // SAFETY: i + 8 <= len; `src + i` is 8-aligned (`src + head` is and
+        // i - head is a multiple of 8); `dst` may be unaligned.
+        unsafe {
+            let w = src.add(i).cast::<u64>().read_volatile();
+            dst.add(i).cast::<u64>().write_unaligned(w);
         }
+        i += 8;
     }
     while i < len {
         // SAFETY: i < len.
@@ -298,23 +303,28 @@ unsafe fn volatile_copy_from(src: *const u8, dst: *mut u8, len: usize) {
     }
 }
 
-/// Word-wise volatile copy into shared memory.
+/// Word-wise volatile copy into shared memory, aligned on the shared side
+/// as [`volatile_copy_from`].
 ///
 /// # Safety
 /// As [`volatile_copy_from`], with `dst` the shared side.
 #[inline]
 unsafe fn volatile_copy_to(src: *const u8, dst: *mut u8, len: usize) {
+    let head = dst.align_offset(8).min(len);
     let mut i = 0;
-    if (dst as usize) % 8 == 0 {
-        while i + 8 <= len {
-            // SAFETY: i + 8 <= len; `dst + i` is 8-aligned; `src` is read
-            // unaligned.
-            unsafe {
-                let w = src.add(i).cast::<u64>().read_unaligned();
-                dst.add(i).cast::<u64>().write_volatile(w);
-            }
-            i += 8;
+    while i < head {
+        // SAFETY: i < len.
+        unsafe { dst.add(i).write_volatile(src.add(i).read()) };
+        i += 1;
+    }
+    while i + 8 <= len {
+        // SAFETY: i + 8 <= len; `dst + i` is 8-aligned; `src` is read
+        // unaligned.
+        unsafe {
+            let w = src.add(i).cast::<u64>().read_unaligned();
+            dst.add(i).cast::<u64>().write_volatile(w);
         }
+        i += 8;
     }
     while i < len {
         // SAFETY: i < len.
