@@ -241,6 +241,36 @@ impl<D: Device> Harness<D> {
         Ok(())
     }
 
+    /// As [`Self::run`], the way a polling host calls workers
+    /// ([`QueueSet::polling`]: available-buffer notifications disabled).
+    pub fn run_polling(&mut self) -> Result<(), DeviceError> {
+        for g in &mut self.groups {
+            let mut set = QueueSet::polling(&self.mem, &mut g.queues);
+            g.worker.process(&mut set)?;
+            set.signal_all()?;
+        }
+        Ok(())
+    }
+
+    /// What a polling host does when it stops polling: notifications
+    /// enabled again ([`QueueSet::resume_notifications`]), then one
+    /// ordinary [`Self::run`].
+    pub fn end_polling(&mut self) -> Result<(), DeviceError> {
+        for g in &mut self.groups {
+            QueueSet::new(&self.mem, &mut g.queues).resume_notifications();
+        }
+        self.run()
+    }
+
+    /// Whether the driver side of `queue` would notify the device after
+    /// adding buffers now (the device's event suppression as the driver
+    /// reads it, VIRTIO 1.4 §2.7.10 / §2.8.10).
+    pub fn kick_wanted(&mut self, queue: u16) -> bool {
+        self.drivers
+            .get_mut(usize::from(queue))
+            .is_some_and(|d| d.kick_prepare().unwrap_or(true))
+    }
+
     /// Runs the workers' `quiesce`.
     pub fn quiesce(&mut self) -> Result<(), DeviceError> {
         for g in &mut self.groups {

@@ -222,12 +222,53 @@ impl core::fmt::Debug for RunningQueue {
 pub struct QueueSet<'a> {
     mem: &'a Memory,
     queues: &'a mut [RunningQueue],
+    polling: bool,
 }
 
 impl<'a> QueueSet<'a> {
     /// A set over `queues` (those of the group that are running).
     pub fn new(mem: &'a Memory, queues: &'a mut [RunningQueue]) -> Self {
-        Self { mem, queues }
+        Self {
+            mem,
+            queues,
+            polling: false,
+        }
+    }
+
+    /// A set for a host that is polling the rings: available-buffer
+    /// notifications are disabled on every queue (a driver's kick would
+    /// only cost it a system call), and [`QueueCtx::enable_notification`]
+    /// keeps them disabled. When it stops polling, the host calls
+    /// [`Self::resume_notifications`] and then the worker once more with
+    /// an ordinary set, so that nothing made available meanwhile is
+    /// missed. A ring that cannot be written is left for the worker to
+    /// find (its next pop fails).
+    pub fn polling(mem: &'a Memory, queues: &'a mut [RunningQueue]) -> Self {
+        for q in queues.iter_mut() {
+            if q.queue.notification_enabled() && !q.queue.is_broken() {
+                let _ = q.queue.disable_notification(mem);
+            }
+        }
+        Self {
+            mem,
+            queues,
+            polling: true,
+        }
+    }
+
+    /// Enables available-buffer notifications again on every queue (after
+    /// polling; see [`Self::polling`]).
+    pub fn resume_notifications(&mut self) {
+        for q in self.queues.iter_mut() {
+            if !q.queue.notification_enabled() && !q.queue.is_broken() {
+                let _ = q.queue.enable_notification(self.mem);
+            }
+        }
+    }
+
+    /// Whether the host is polling the rings ([`Self::polling`]).
+    pub fn is_polling(&self) -> bool {
+        self.polling
     }
 
     /// Guest memory.
@@ -238,10 +279,11 @@ impl<'a> QueueSet<'a> {
     /// The running queue `index`, or `None` when it is not running.
     pub fn get(&mut self, index: u16) -> Option<QueueCtx<'_>> {
         let mem = self.mem;
+        let polling = self.polling;
         self.queues
             .iter_mut()
             .find(|q| q.index == index)
-            .map(|q| QueueCtx { mem, q })
+            .map(|q| QueueCtx { mem, q, polling })
     }
 
     /// The indices of the running queues.
@@ -252,8 +294,9 @@ impl<'a> QueueSet<'a> {
     /// Sends every notification still pending (see [`QueueCtx::signal`]).
     pub fn signal_all(&mut self) -> Result<(), DeviceError> {
         let mem = self.mem;
+        let polling = self.polling;
         for q in self.queues.iter_mut() {
-            QueueCtx { mem, q }.signal()?;
+            QueueCtx { mem, q, polling }.signal()?;
         }
         Ok(())
     }
@@ -263,6 +306,7 @@ impl<'a> QueueSet<'a> {
 pub struct QueueCtx<'a> {
     mem: &'a Memory,
     q: &'a mut RunningQueue,
+    polling: bool,
 }
 
 impl<'a> QueueCtx<'a> {
@@ -371,8 +415,13 @@ impl<'a> QueueCtx<'a> {
     }
 
     /// Re-enables available-buffer notifications; `true` when buffers
-    /// arrived meanwhile (keep popping).
+    /// arrived meanwhile (keep popping). While the host polls
+    /// ([`QueueSet::polling`]) notifications stay disabled and this
+    /// returns `false`: the host looks at the ring again soon anyway.
     pub fn enable_notification(&mut self) -> Result<bool, DeviceError> {
+        if self.polling {
+            return Ok(false);
+        }
         self.q
             .queue
             .enable_notification(self.mem)

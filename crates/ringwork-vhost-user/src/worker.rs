@@ -18,8 +18,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use ringwork_device::model::{DeviceError, Memory, QueueSet, QueueWorker, RunningQueue};
+use ringwork_queue::QueuePosition;
 
 use crate::sys::{Epoll, EventFd};
 
@@ -41,6 +43,8 @@ pub(crate) struct GroupState {
     pub fds: Vec<QueueFds>,
     pub worker: Option<Box<dyn QueueWorker>>,
     device_fds: Vec<RawFd>,
+    /// Scratch: ring positions before a `process` call.
+    positions: Vec<QueuePosition>,
 }
 
 /// One group's shared state.
@@ -68,6 +72,7 @@ impl Group {
                 fds: Vec::new(),
                 worker: None,
                 device_fds: Vec::new(),
+                positions: Vec::new(),
             }),
             epoll: Epoll::new()?,
             wake: EventFd::new()?,
@@ -116,16 +121,15 @@ impl Group {
         self.wake();
     }
 
-    /// Polls the running queues' rings for up to `budget` (the group's lock
+    /// Polls the running queues' rings until `deadline` (the group's lock
     /// held: the control thread waits at most that long); true when one
     /// has buffers that were not popped yet (or cannot be read: `process`
     /// reports that). Buffers found this way were made available while
     /// notifications were enabled, so their kick is read on the next wake.
-    fn poll_rings(&self, budget: std::time::Duration) -> bool {
-        if budget.is_zero() {
+    fn poll_rings(&self, deadline: Option<Instant>) -> bool {
+        let Some(deadline) = deadline else {
             return false;
-        }
-        let t0 = std::time::Instant::now();
+        };
         let st = self.lock();
         if st.worker.is_none() || st.queues.is_empty() {
             return false;
@@ -139,7 +143,7 @@ impl Group {
             {
                 return true;
             }
-            if t0.elapsed() >= budget || self.stop.load(Ordering::Relaxed) {
+            if Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) {
                 return false;
             }
             for _ in 0..16 {
@@ -148,14 +152,41 @@ impl Group {
         }
     }
 
+    /// The worker loop. With a poll budget, the rings are polled (and the
+    /// worker called while they have buffers) until `poll` has passed
+    /// since the worker last made progress, i.e. popped or completed a
+    /// buffer: a receive queue full of buffers waiting for input keeps
+    /// the thread polling only while input keeps coming. While polling,
+    /// the driver is asked not to notify ([`QueueSet::polling`]); when the
+    /// window closes, notifications are enabled again and the worker
+    /// called once more before the thread sleeps.
     fn run(&self) {
         let mut ready = Vec::new();
         let budget = self.poll;
+        let mut last_work = Instant::now();
+        let mut polled = false;
         loop {
-            if self.poll_rings(budget) {
+            let deadline = (!budget.is_zero()).then(|| last_work + budget);
+            if self.poll_rings(deadline) {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
                 let mut st = self.lock();
-                self.process(&mut st);
+                polled = true;
+                if self.process(&mut st, true) {
+                    last_work = Instant::now();
+                }
                 continue;
+            }
+            if polled {
+                polled = false;
+                let mut st = self.lock();
+                let GroupState { mem, queues, .. } = &mut *st;
+                QueueSet::new(mem, queues).resume_notifications();
+                if self.process(&mut st, false) {
+                    last_work = Instant::now();
+                    continue;
+                }
             }
             if let Err(e) = self.epoll.wait(&mut ready, -1) {
                 tracing::error!("worker epoll failed: {e}");
@@ -180,29 +211,46 @@ impl Group {
                     let _ = k.drain();
                 }
             }
-            self.process(&mut st);
+            self.process(&mut st, false);
+            last_work = Instant::now();
         }
     }
 
-    fn process(&self, st: &mut GroupState) {
+    /// Calls the worker (told whether the host is polling); true when it
+    /// made progress (a queue's ring position moved).
+    fn process(&self, st: &mut GroupState, polling: bool) -> bool {
         let GroupState {
             mem,
             queues,
             fds,
             worker,
             device_fds,
+            positions,
         } = st;
         let Some(worker) = worker.as_mut() else {
-            return;
+            return false;
         };
         if queues.is_empty() {
-            return;
+            return false;
         }
-        let mut set = QueueSet::new(mem, queues);
+        positions.clear();
+        positions.extend(queues.iter().map(|q| q.queue.position()));
+        let mut set = if polling {
+            QueueSet::polling(mem, queues)
+        } else {
+            QueueSet::new(mem, queues)
+        };
         let r = worker.process(&mut set).and_then(|()| set.signal_all());
         if let Err(e) = r {
             self.report(&e, fds);
         }
+        // Positions only move forward, and a call cannot take a queue
+        // round a whole lap unnoticed (it would have popped buffers).
+        let moved = queues.len() != positions.len()
+            || queues
+                .iter()
+                .zip(positions.iter())
+                .any(|(q, p)| q.queue.position() != *p);
         // Re-query the worker's descriptors (it returns only those it can
         // serve now, so level-triggered readiness cannot spin).
         let now = worker.event_fds();
@@ -217,6 +265,7 @@ impl Group {
             }
             *device_fds = now;
         }
+        moved
     }
 
     fn report(&self, e: &DeviceError, fds: &[QueueFds]) {

@@ -249,6 +249,13 @@ impl DeviceQueue {
         self.broken = true;
     }
 
+    /// Whether available-buffer notifications are enabled (as
+    /// [`Self::enable_notification`] and [`Self::disable_notification`]
+    /// last left them; enabled initially and after a reset).
+    pub fn notification_enabled(&self) -> bool {
+        self.notify_enabled
+    }
+
     /// Buffers (split) or descriptors (packed) popped and not yet used.
     pub fn in_flight(&self) -> u32 {
         self.in_flight
