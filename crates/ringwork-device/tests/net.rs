@@ -279,9 +279,11 @@ fn rx_exhaustion_drops_then_recovers() {
     assert_eq!(tx_done, n);
     // The switch counted what B's full inbox refused.
     let ps = b_port.stats();
-    assert_eq!(ps.delivered, INBOX_FRAMES as u64 + 1);
+    // The inbox held INBOX_FRAMES, the worker one batch more; the rest
+    // were dropped.
+    let held = INBOX_FRAMES + RX_BATCH;
+    assert_eq!(ps.delivered, held as u64);
     assert_eq!(ps.dropped, n as u64 - ps.delivered);
-    // The inbox held INBOX_FRAMES, the worker one more; the rest dropped.
     assert!(b.completed(0).unwrap().is_empty());
     assert!(b.broken_queues().is_empty());
     // Recovery: buffers arrive, the held frames flow, then new ones.
@@ -290,13 +292,13 @@ fn rx_exhaustion_drops_then_recovers() {
     assert_eq!(got.len(), 256);
     assert_eq!(got[0].data, frame(MAC_B, MAC_A, 64, 0), "oldest first");
     let mut total = got.len();
-    while total < INBOX_FRAMES + 1 {
+    while total < held {
         post_rx(&mut b, 0, 256, 2048);
         let got = received(&mut b, 0);
         assert!(!got.is_empty(), "stalled after {total}");
         total += got.len();
     }
-    assert_eq!(total, INBOX_FRAMES + 1);
+    assert_eq!(total, held);
     transmit(&mut a, 0, &NONE, &frame(MAC_B, MAC_A, 64, 99));
     let got = received(&mut b, 0);
     assert_eq!(got.len(), 1);

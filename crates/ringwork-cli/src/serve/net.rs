@@ -1,13 +1,17 @@
 //! `ringwork serve net --switch`: one vhost-user socket, any number of
 //! guests, each connection a network device on its own port of one
-//! userspace switch (no host networking, no privileges).
+//! userspace switch (no host networking, no privileges). `--loopback`:
+//! each connection's frames come back to it (a far end for driver tests
+//! and packets-per-second benchmarks, like DPDK testpmd's io forwarding).
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use ringwork_device::model::Device;
-use ringwork_device::net::{MacAddr, Net, NetOptions, Switch, MAX_MTU, MAX_QUEUE_PAIRS};
+use ringwork_device::net::{
+    Loopback, MacAddr, Net, NetBackend, NetOptions, NetWorkers, Switch, MAX_MTU, MAX_QUEUE_PAIRS,
+};
 use ringwork_vhost_user::{OnDisconnect, Server};
 
 /// Most guests connected at once.
@@ -19,8 +23,18 @@ pub struct NetArgs {
     /// Connect every guest to a built-in userspace L2 switch (learning,
     /// flooding; no host networking). Each connection to the socket is a
     /// new guest on its own switch port.
-    #[arg(long, required_unless_present = "print_capabilities")]
+    #[arg(long, required_unless_present_any = ["print_capabilities", "loopback"])]
     switch: bool,
+    /// Send every frame a guest transmits back to that guest (on the
+    /// receive queue of the same pair): a far end for testing a driver
+    /// on its own, or for packets-per-second benchmarks.
+    #[arg(long, conflicts_with = "switch")]
+    loopback: bool,
+    /// How a device's queues share worker threads: `queue` (one thread
+    /// per queue), `pair` (one per queue pair), `device` (one thread;
+    /// with --poll-us, a polling device on one core).
+    #[arg(long, value_enum, default_value_t = Workers::Queue)]
+    workers: Workers,
     /// Queue pairs per device (more than one offers VIRTIO_NET_F_MQ).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_QUEUE_PAIRS)))]
     queues: u16,
@@ -31,6 +45,27 @@ pub struct NetArgs {
     /// this address plus n.
     #[arg(long, value_name = "MAC", default_value = "52:54:00:12:34:01", value_parser = unicast_mac)]
     mac: MacAddr,
+}
+
+/// `--workers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workers {
+    /// One thread per queue.
+    Queue,
+    /// One thread per queue pair.
+    Pair,
+    /// One thread per device.
+    Device,
+}
+
+impl From<Workers> for NetWorkers {
+    fn from(w: Workers) -> Self {
+        match w {
+            Workers::Queue => NetWorkers::PerQueue,
+            Workers::Pair => NetWorkers::PerPair,
+            Workers::Device => NetWorkers::One,
+        }
+    }
 }
 
 fn unicast_mac(s: &str) -> Result<MacAddr, String> {
@@ -44,23 +79,31 @@ fn unicast_mac(s: &str) -> Result<MacAddr, String> {
 /// Serves guests until shutdown (or, with `policy` Exit, until the last
 /// connected guest left).
 pub fn serve(server: &mut Server, a: &NetArgs, policy: OnDisconnect) -> anyhow::Result<()> {
-    let switch = Switch::new();
-    let (queues, mtu, base) = (a.queues, a.mtu, a.mac);
+    let switch = (!a.loopback).then(Switch::new);
+    let (queues, mtu, base, workers) = (a.queues, a.mtu, a.mac, a.workers.into());
+    let what = if a.loopback { "loopback" } else { "switch" };
     tracing::info!(
-        "switch: guests get {base} and up, {queues} queue pair(s), MTU {mtu}, at most {MAX_CONNECTIONS} at once"
+        "{what}: guests get {base} and up, {queues} queue pair(s), MTU {mtu}, at most {MAX_CONNECTIONS} at once"
     );
     let factory =
         move |n: u64| -> Result<Arc<dyn Device>, Box<dyn std::error::Error + Send + Sync>> {
             let mac = base.offset(n as u32);
-            let port = switch.add_port(queues)?;
-            let id = port.id();
+            let (backend, port): (Arc<dyn NetBackend>, String) = match &switch {
+                Some(switch) => {
+                    let port = switch.add_port(queues)?;
+                    let id = port.id();
+                    (Arc::new(port), format!("switch port {id}"))
+                }
+                None => (Arc::new(Loopback::new(queues)?), "loopback".to_string()),
+            };
             let opts = NetOptions {
                 queue_pairs: queues,
                 mtu,
+                workers,
                 ..NetOptions::new(mac)
             };
-            let dev = Net::new(opts, Arc::new(port))?;
-            tracing::info!("connection {n}: switch port {id}, MAC {mac}");
+            let dev = Net::new(opts, backend)?;
+            tracing::info!("connection {n}: {port}, MAC {mac}");
             Ok(Arc::new(dev))
         };
     server

@@ -45,9 +45,47 @@ pub trait NetBackend: Send + Sync {
     /// receiving device) completes it.
     fn send(&self, pair: u16, packet: Packet) -> Result<(), SendError>;
 
+    /// Sends several frames from transmitq(`pair` + 1), in order, taking
+    /// them all out of `packets`; returns how many were taken: the first
+    /// ones, the rest were dropped. Never blocks. Default: [`Self::send`]
+    /// for each (a frame refused does not stop the ones after it from
+    /// being tried, so the count is exact only for backends that refuse
+    /// a suffix; it is used for statistics). Backends with a lock per
+    /// queue implement it to take the lock once.
+    fn send_batch(&self, pair: u16, packets: &mut Vec<Packet>) -> usize {
+        let mut n = 0;
+        for p in packets.drain(..) {
+            match self.send(pair, p) {
+                Ok(()) => n += 1,
+                Err(e) => tracing::trace!("virtio-net tx: backend dropped a frame: {e}"),
+            }
+        }
+        n
+    }
+
     /// The next frame for receiveq(`pair` + 1), if one is ready. Never
     /// blocks.
     fn recv(&self, pair: u16) -> Option<Packet>;
+
+    /// Appends up to `max` frames for receiveq(`pair` + 1) to `out`;
+    /// returns how many. Never blocks. Default: [`Self::recv`] until it
+    /// has none. After a call that returned fewer than `max`,
+    /// [`Self::rx_fd`] must not stay readable for frames already handed
+    /// out.
+    fn recv_batch(
+        &self,
+        pair: u16,
+        out: &mut std::collections::VecDeque<Packet>,
+        max: usize,
+    ) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(p) = self.recv(pair) else { break };
+            out.push_back(p);
+            n += 1;
+        }
+        n
+    }
 
     /// A level-triggered fd, readable while [`Self::recv`] for `pair` may
     /// return a frame; `None` when there is nothing to wait on (the device

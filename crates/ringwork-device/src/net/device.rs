@@ -10,10 +10,10 @@ use ringwork_spec::net::*;
 
 use super::backend::NetBackend;
 use super::filter::RxFilter;
-use super::options::{NetError, NetOptions};
+use super::options::{NetError, NetOptions, NetWorkers};
 use super::packet::MacAddr;
 use super::stats::{Counters, NetStats};
-use super::worker::{start, Role};
+use super::worker::{start, Group, Role};
 use crate::model::{Device, DeviceError, DeviceEvents, QueueWorker};
 use crate::ring_features;
 
@@ -281,10 +281,25 @@ impl Device for Net {
         self.shared.update_pairs(&st);
     }
 
-    /// One worker per queue: receiveqs and transmitqs run on their own
-    /// threads, the controlq on a third.
+    /// As [`NetOptions::workers`] says: one worker per queue (receiveqs
+    /// and transmitqs on their own threads, the controlq on another), one
+    /// per queue pair (the controlq with the first pair), or one for the
+    /// whole device.
     fn worker_map(&self) -> Vec<Vec<u16>> {
-        (0..self.num_queues()).map(|q| vec![q]).collect()
+        let n = self.num_queues();
+        match self.shared.opts.workers {
+            NetWorkers::PerQueue => (0..n).map(|q| vec![q]).collect(),
+            NetWorkers::PerPair => {
+                let pairs = self.shared.opts.queue_pairs;
+                let mut groups: Vec<Vec<u16>> =
+                    (0..pairs).map(|p| vec![2 * p, 2 * p + 1]).collect();
+                if let Some(g) = groups.first_mut() {
+                    g.push(2 * pairs);
+                }
+                groups
+            }
+            NetWorkers::One => vec![(0..n).collect()],
+        }
     }
 
     fn start_worker(
@@ -297,16 +312,20 @@ impl Device for Net {
         self.shared.lock().events = Some(events);
         let pairs = queue_pairs(has(features, VIRTIO_NET_F_MQ), self.shared.opts.queue_pairs);
         let ctrl = has(features, VIRTIO_NET_F_CTRL_VQ);
-        let role = match queues {
-            [q] => match classify_queue(u32::from(*q), pairs, ctrl) {
-                NetQueue::Receive(p) => Role::Rx(p),
-                NetQueue::Transmit(p) => Role::Tx(p),
-                NetQueue::Control => Role::Ctrl,
-                NetQueue::Unknown(_) => Role::Idle,
-            },
-            _ => return Err(DeviceError::Unsupported("a net worker serves one queue")),
+        let role = |q: u16| match classify_queue(u32::from(q), pairs, ctrl) {
+            NetQueue::Receive(p) => Role::Rx(p),
+            NetQueue::Transmit(p) => Role::Tx(p),
+            NetQueue::Control => Role::Ctrl,
+            NetQueue::Unknown(_) => Role::Idle,
         };
-        Ok(start(self.shared.clone(), role, features))
+        Ok(match queues {
+            [q] => start(self.shared.clone(), role(*q), features),
+            _ => Box::new(Group::new(
+                &self.shared,
+                queues.iter().map(|&q| role(q)).collect(),
+                features,
+            )),
+        })
     }
 
     /// Back to the state after construction: the configured address,

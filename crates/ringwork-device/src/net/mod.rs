@@ -33,7 +33,8 @@
 //!
 //! Queues (§5.1.2): receiveq(k+1) is `2k`, transmitq(k+1) is `2k+1`, the
 //! controlq is `2N` where N is `max_virtqueue_pairs` with MQ negotiated and
-//! 1 without. Each queue has its own worker ([`Device::worker_map`]); the
+//! 1 without. Each queue has its own worker by default, or queues share
+//! one per pair or per device ([`NetWorkers`], [`Device::worker_map`]); the
 //! state the control queue changes (filter, address, active pairs) is
 //! shared with the data path, which reads it without blocking.
 //!
@@ -61,6 +62,7 @@ mod backend;
 mod ctrl;
 mod device;
 mod filter;
+mod loopback;
 mod options;
 mod packet;
 mod rx;
@@ -74,11 +76,13 @@ pub use backend::{NetBackend, SendError};
 pub use ctrl::CTRL_MAX;
 pub use device::{offered_net_features, Net};
 pub use filter::{RxFilter, MAC_TABLE_MAX};
-pub use options::{NetError, NetOptions, MAX_QUEUE_PAIRS};
+pub use loopback::{Loopback, LOOPBACK_FRAMES};
+pub use options::{NetError, NetOptions, NetWorkers, MAX_QUEUE_PAIRS};
 pub use packet::{
     ones_complement_sum, BadMac, MacAddr, Packet, PartialCsum, ETH_HLEN, ETH_P_8021Q,
     MAX_FRAME_LEN, MAX_MTU, VLAN_HLEN,
 };
+pub use rx::RX_BATCH;
 pub use stats::NetStats;
 pub use switch::{PortStats, Switch, SwitchPort, INBOX_BYTES, INBOX_FRAMES, MAC_AGE};
 pub use sys::Doorbell;

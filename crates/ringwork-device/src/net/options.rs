@@ -37,6 +37,24 @@ pub struct NetOptions {
     pub duplex: u8,
     /// Largest queue size accepted. Default: 1024.
     pub queue_size: u16,
+    /// How queues share worker threads. Default: one thread per queue.
+    pub workers: NetWorkers,
+}
+
+/// How a network device's queues are spread over worker threads.
+///
+/// One thread per queue lets receive and transmit of a busy guest run on
+/// two cores; one thread for the device keeps a polling device (whose
+/// threads spin on their rings, `ringwork serve --poll-us`) on one core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetWorkers {
+    /// One thread per queue.
+    #[default]
+    PerQueue,
+    /// One thread per queue pair (the controlq with the first pair).
+    PerPair,
+    /// One thread for every queue of the device.
+    One,
 }
 
 impl NetOptions {
@@ -49,6 +67,7 @@ impl NetOptions {
             speed: 10_000,
             duplex: DUPLEX_FULL,
             queue_size: 1024,
+            workers: NetWorkers::PerQueue,
         }
     }
 

@@ -30,6 +30,7 @@
 //! only through the chain writer; a chain outside guest memory breaks the
 //! queue. Nothing here panics.
 
+use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -46,6 +47,9 @@ use crate::model::{DeviceError, QueueCtx, QueueSet, QueueWorker};
 /// Frames per process call; the backend fd stays readable when more wait,
 /// so the host calls again.
 const BUDGET: usize = 256;
+/// Frames a receive worker fetches from its backend at once (and so
+/// holds at most while it waits for receive buffers).
+pub const RX_BATCH: usize = 32;
 
 /// The worker of receiveq(`pair` + 1).
 pub(super) struct RxWorker {
@@ -61,6 +65,9 @@ pub(super) struct RxWorker {
     filter_gen: u64,
     /// A frame taken from the backend and not delivered yet.
     pending: Option<Packet>,
+    /// Frames fetched from the backend in one batch, not looked at yet
+    /// (empty between calls, except while `pending` waits for buffers).
+    inbox: VecDeque<Packet>,
     /// With MRG_RXBUF: buffers already filled with the start of `pending`
     /// (unpublished), and how many frame bytes they hold.
     partial: Vec<(DescChain, u32)>,
@@ -98,6 +105,7 @@ impl RxWorker {
             filter_gen,
             shared,
             pending: None,
+            inbox: VecDeque::with_capacity(RX_BATCH),
             partial: Vec::new(),
             written: 0,
             stalled: false,
@@ -114,15 +122,22 @@ impl RxWorker {
         }
     }
 
-    /// The next frame worth delivering, from `pending` or the backend;
-    /// drops (and counts) the others.
-    fn next_frame(&mut self) -> Option<Packet> {
+    /// The next frame worth delivering, from `pending`, the inbox or the
+    /// backend (fetching at most `budget` frames); drops (and counts) the
+    /// others.
+    fn next_frame(&mut self, budget: usize) -> Option<Packet> {
         if let Some(p) = self.pending.take() {
             return Some(p);
         }
         let st = &self.shared.stats;
         loop {
-            let mut p = self.shared.backend.recv(self.pair)?;
+            if self.inbox.is_empty() {
+                let want = budget.clamp(1, RX_BATCH);
+                self.shared
+                    .backend
+                    .recv_batch(self.pair, &mut self.inbox, want);
+            }
+            let mut p = self.inbox.pop_front()?;
             if self.pair >= self.shared.active_pairs.load(Ordering::Acquire) {
                 bump(&st.rx_inactive_queue);
                 continue;
@@ -191,7 +206,42 @@ impl RxWorker {
     }
 
     fn deliver_merged(&mut self, q: &mut QueueCtx<'_>, p: &Packet) -> Result<Outcome, DeviceError> {
-        while self.partial.is_empty() || self.written < p.data.len() {
+        // The common case first: the whole frame fits in the next buffer.
+        while self.partial.is_empty() {
+            if !self.pop(q)? {
+                return Ok(Outcome::NoBuffers);
+            }
+            let room = self.chain.writable_len() as usize;
+            if room < self.hdr_len {
+                // Cannot even hold the header (§5.1.9.3.1: each buffer is
+                // at least that big); give it back empty.
+                bump(&self.shared.stats.rx_buffer_too_small);
+                self.batch.push((self.chain.token(), 0));
+                continue;
+            }
+            let need = self.hdr_len + p.data.len();
+            if room >= need {
+                let hdr = self.header(p, 1);
+                let mut w = self.chain.writer(q.mem());
+                let r = w.write(&hdr[..self.hdr_len]).and_then(|_| w.write(&p.data));
+                if let Err(e) = r {
+                    return Err(q.chain_error(e));
+                }
+                self.batch.push((self.chain.token(), need as u32));
+                return Ok(Outcome::Delivered);
+            }
+            // Spread over several buffers: this one first.
+            let mut w = self.chain.writer(q.mem());
+            let skip = w.skip(self.hdr_len);
+            let n = match w.write(&p.data) {
+                Ok(n) => n,
+                Err(e) => return Err(q.chain_error(e)),
+            };
+            self.written = n;
+            let chain = std::mem::take(&mut self.chain);
+            self.partial.push((chain, (skip + n) as u32));
+        }
+        while self.written < p.data.len() {
             if self.partial.len() >= usize::from(q.queue().size()) {
                 // The whole ring cannot hold the frame: waiting would wait
                 // forever. Give the buffers back empty and drop it.
@@ -203,23 +253,14 @@ impl RxWorker {
             if !self.pop(q)? {
                 return Ok(Outcome::NoBuffers);
             }
-            let first = self.partial.is_empty();
-            if first && (self.chain.writable_len() as usize) < self.hdr_len {
-                // Cannot even hold the header (§5.1.9.3.1: each buffer is
-                // at least that big); give it back empty.
-                bump(&self.shared.stats.rx_buffer_too_small);
-                self.batch.push((self.chain.token(), 0));
-                continue;
-            }
             let mut w = self.chain.writer(q.mem());
-            let skip = if first { w.skip(self.hdr_len) } else { 0 };
-            let n = match w.write(&p.data[self.written..]) {
+            let n = match w.write(p.data.get(self.written..).unwrap_or_default()) {
                 Ok(n) => n,
                 Err(e) => return Err(q.chain_error(e)),
             };
             self.written += n;
             let chain = std::mem::take(&mut self.chain);
-            self.partial.push((chain, (skip + n) as u32));
+            self.partial.push((chain, n as u32));
         }
         let count = u16::try_from(self.partial.len()).unwrap_or(u16::MAX);
         let hdr = self.header(p, count);
@@ -246,7 +287,7 @@ impl QueueWorker for RxWorker {
     /// The backend's fd while the worker can take frames; nothing while
     /// it waits for receive buffers (the queue's kick wakes it then).
     fn event_fds(&self) -> Vec<RawFd> {
-        if self.pending.is_some() || self.stalled {
+        if self.pending.is_some() || !self.inbox.is_empty() || self.stalled {
             return Vec::new();
         }
         self.shared.backend.rx_fd(self.pair).into_iter().collect()
@@ -263,8 +304,8 @@ impl QueueWorker for RxWorker {
         }
         self.refresh_filter();
         let mut result = Ok(());
-        for _ in 0..BUDGET {
-            let Some(p) = self.next_frame() else {
+        for done in 0..BUDGET {
+            let Some(p) = self.next_frame(BUDGET - done) else {
                 break;
             };
             let r = if self.mrg {
@@ -299,9 +340,9 @@ impl QueueWorker for RxWorker {
     /// Gives back the buffers of a half-delivered frame (used length 0, so
     /// the driver drops them) and forgets the frame.
     fn quiesce(&mut self, qs: &mut QueueSet<'_>) -> Result<(), DeviceError> {
-        if self.pending.take().is_some() {
-            bump(&self.shared.stats.rx_inactive_queue);
-        }
+        let held = usize::from(self.pending.take().is_some()) + self.inbox.len();
+        self.inbox.clear();
+        add(&self.shared.stats.rx_inactive_queue, held as u64);
         if self.partial.is_empty() {
             return Ok(());
         }

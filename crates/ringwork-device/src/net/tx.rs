@@ -40,6 +40,10 @@ pub(super) struct TxWorker {
     hdr_len: usize,
     chain: DescChain,
     done: Vec<(UsedToken, u32)>,
+    /// Frames read from `done`'s chains, for the backend.
+    out: Vec<Packet>,
+    /// Scratch: their lengths.
+    lens: Vec<u64>,
 }
 
 /// The part of the transmit header the device uses.
@@ -108,6 +112,8 @@ impl TxWorker {
             hdr_len: net_hdr_len(|b| has(features, b)),
             chain: DescChain::new(),
             done: Vec::with_capacity(BATCH),
+            out: Vec::with_capacity(BATCH),
+            lens: Vec::with_capacity(BATCH),
         }
     }
 
@@ -139,7 +145,25 @@ impl TxWorker {
         Ok(packet_from(&h, frame))
     }
 
+    /// Hands the frames read so far to the backend, then completes their
+    /// chains (the guest may reuse a buffer only once its frame is copied
+    /// out, which it was when read).
     fn flush(&mut self, q: &mut QueueCtx<'_>) -> Result<(), DeviceError> {
+        if !self.out.is_empty() {
+            let st = &self.shared.stats;
+            self.lens.clear();
+            self.lens
+                .extend(self.out.iter().map(|p| p.data.len() as u64));
+            let taken = self
+                .shared
+                .backend
+                .send_batch(self.pair, &mut self.out)
+                .min(self.lens.len());
+            self.out.clear();
+            add(&st.tx_packets, taken as u64);
+            add(&st.tx_bytes, self.lens.iter().take(taken).sum());
+            add(&st.tx_backend_dropped, (self.lens.len() - taken) as u64);
+        }
         let r = q.add_used_batch(&self.done);
         self.done.clear();
         r
@@ -154,27 +178,13 @@ impl QueueWorker for TxWorker {
         if q.queue().is_broken() {
             return Ok(());
         }
-        let shared = self.shared.clone();
-        let st = &shared.stats;
         loop {
             while q.pop_into(&mut self.chain)? {
                 match self.read(&mut q)? {
-                    Ok(p) => {
-                        let n = p.data.len() as u64;
-                        match self.shared.backend.send(self.pair, p) {
-                            Ok(()) => {
-                                bump(&st.tx_packets);
-                                add(&st.tx_bytes, n);
-                            }
-                            Err(e) => {
-                                tracing::trace!("virtio-net tx: backend dropped a frame: {e}");
-                                bump(&st.tx_backend_dropped);
-                            }
-                        }
-                    }
+                    Ok(p) => self.out.push(p),
                     Err(why) => {
                         tracing::debug!("virtio-net tx: dropping a malformed chain: {why:?}");
-                        bump(&st.tx_malformed);
+                        bump(&self.shared.stats.tx_malformed);
                     }
                 }
                 self.done.push((self.chain.token(), 0));
