@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::net_dev::{NetDev, RxHdr};
+use common::net_dev::{never_accepted, NetDev, RxHdr};
 use common::{block, memory, mmio, pattern, status, violations, with_dev};
 use ringwork_driver::net::{
     complete_checksum, ones_complement_sum, CtrlError, Duplex, NetDriver, NetError, NetOptions,
@@ -80,11 +80,10 @@ fn init_negotiates_reads_config_and_fills_rx_before_driver_ok() {
         ] {
             assert!(f.contains(bit), "bit {bit} not negotiated");
         }
-        for bit in [
-            VIRTIO_NET_F_GUEST_TSO4,
-            VIRTIO_NET_F_HOST_TSO4,
-            VIRTIO_NET_F_HASH_REPORT,
-        ] {
+        // Offered, never accepted: no segmentation offload, GUEST_HDRLEN,
+        // OUT_NET_HEADER, IPSEC, hashing, RSS, RSS contexts, coalescing,
+        // statistics, guest offload control or admin virtqueue.
+        for bit in never_accepted().iter() {
             assert!(!f.contains(bit), "bit {bit} must not be negotiated");
         }
         assert_eq!(
@@ -183,13 +182,80 @@ fn withheld_features_are_not_negotiated() {
     );
     // §5.1.9.3.1 SHOULD: without MRG_RXBUF, buffers of at least 1526 bytes.
     assert!(d.rx_buffer_len() >= 1526);
-    assert!(matches!(
-        d.set_rx_mode(RxMode::NoBcast, true),
-        Err(CtrlError::NotNegotiated {
-            feature: VIRTIO_NET_F_CTRL_RX_EXTRA,
-            ..
-        })
-    ));
+    for mode in [
+        RxMode::AllUni,
+        RxMode::NoMulti,
+        RxMode::NoUni,
+        RxMode::NoBcast,
+    ] {
+        assert!(matches!(
+            d.set_rx_mode(mode, true),
+            Err(CtrlError::NotNegotiated {
+                feature: VIRTIO_NET_F_CTRL_RX_EXTRA,
+                ..
+            })
+        ));
+    }
+    with_dev(&b, |dev| assert!(dev.ctrls.is_empty()));
+    d.set_rx_mode(RxMode::Promisc, true).unwrap();
+}
+
+/// §5.1.9.5.2.2: no MAC class command without CTRL_RX (even with
+/// CTRL_MAC_ADDR).
+#[test]
+fn no_mac_commands_without_ctrl_rx() {
+    let mem = memory();
+    let b = block(NetDev::new(&mem).without(&[VIRTIO_NET_F_CTRL_RX]));
+    let mut d: Drv = NetDriver::new(mmio(&b), &mem, opts(RingPreference::Auto)).unwrap();
+    assert!(d.features().contains(VIRTIO_NET_F_CTRL_MAC_ADDR));
+    let no_rx = |r| {
+        matches!(
+            r,
+            Err(CtrlError::NotNegotiated {
+                feature: VIRTIO_NET_F_CTRL_RX,
+                ..
+            })
+        )
+    };
+    assert!(no_rx(d.set_mac([0x02, 1, 2, 3, 4, 5])));
+    assert!(no_rx(d.set_mac_table(&[], &[])));
+    assert!(no_rx(d.set_promisc(true)));
+    assert!(no_rx(d.set_allmulti(true)));
+    with_dev(&b, |dev| assert!(dev.ctrls.is_empty()));
+    d.vlan_add(1).unwrap();
+}
+
+/// §5.1.4.2: room for an mtu-sized frame (plus Ethernet header) with and
+/// without MRG_RXBUF; out-of-range `speed` and `duplex` are unknown.
+#[test]
+fn mtu_sized_frames_fit_and_unknown_speed() {
+    for mergeable in [false, true] {
+        let mem = memory();
+        let mut dev = NetDev::new(&mem);
+        dev.mtu = 9000;
+        dev.speed = 0xffff_ffff;
+        dev.duplex = 0x55;
+        if !mergeable {
+            dev = dev.without(&[VIRTIO_NET_F_MRG_RXBUF]);
+        }
+        let b = block(dev);
+        let mut d: Drv = NetDriver::new(mmio(&b), &mem, opts(RingPreference::Auto)).unwrap();
+        assert_eq!(
+            (d.config().speed, d.config().duplex),
+            (None, Duplex::Unknown)
+        );
+        if !mergeable {
+            assert!(d.rx_buffer_len() as usize >= 12 + 9000 + 18);
+        }
+        let f = frame(DST, 9014, 7);
+        with_dev(&b, |dev| dev.deliver(0, &f, RxHdr::default(), None)).unwrap();
+        assert_eq!(d.recv(0).unwrap().unwrap().data, f);
+        d.send(0, &f, None).unwrap();
+        assert!(matches!(
+            d.send(0, &frame(DST, 9015, 7), None),
+            Err(SendError::TooLong { max: 9014, .. })
+        ));
+    }
 }
 
 /// §5.1.9.2.1: header size as for receive, num_buffers 0, NEEDS_CSUM only
@@ -582,7 +648,12 @@ fn bad_offsets_and_gso_drop_only_the_frame() {
         ..RxHdr::default()
     };
     with_dev(&b, |dev| dev.deliver(0, &f, h, None)).unwrap();
-    with_dev(&b, |dev| dev.deliver(0, &f, RxHdr::default(), None)).unwrap();
+    // `hdr_len` is never relied on.
+    let h = RxHdr {
+        hdr_len: 0xffff,
+        ..RxHdr::default()
+    };
+    with_dev(&b, |dev| dev.deliver(0, &f, h, None)).unwrap();
     assert_eq!(
         d.recv(0),
         Err(RecvError::BadChecksum {
@@ -600,6 +671,21 @@ fn bad_offsets_and_gso_drop_only_the_frame() {
         })
     );
     assert_eq!(d.recv(0).unwrap().unwrap().data, f);
+    // Any other gso_type: both tunnel bits, a tunnel bit without a GSO
+    // protocol, ECN alone.
+    for gso_type in [0x61, 0x20, 0x80, VIRTIO_NET_HDR_GSO_UDP_L4] {
+        let h = RxHdr {
+            gso_type,
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            csum_start: 14,
+            ..RxHdr::default()
+        };
+        with_dev(&b, |dev| dev.deliver(0, &f, h, None)).unwrap();
+        assert_eq!(
+            d.recv(0),
+            Err(RecvError::UnexpectedGso { pair: 0, gso_type })
+        );
+    }
     assert_eq!(d.rx_available(0), 32);
 }
 
@@ -779,6 +865,41 @@ fn queue_pairs_set() {
             Err(SendError::PairNotActive { pair: 1, active: 1 })
         );
     }
+    // §5.1.9.5.6.1: only pairs the driver configured can be enabled.
+    let mem = memory();
+    let mut dev = NetDev::new(&mem);
+    dev.max_pairs = 4;
+    dev.max_sizes = vec![64; 9];
+    let b = block(dev);
+    let mut d: Drv = NetDriver::new(
+        mmio(&b),
+        &mem,
+        NetOptions {
+            queue_pairs: 2,
+            ..opts(RingPreference::Auto)
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        d.set_queue_pairs(3),
+        Err(CtrlError::BadPairs {
+            requested: 3,
+            max: 2
+        })
+    );
+    with_dev(&b, |dev| {
+        assert!(dev.ctrls.is_empty());
+        let rx: Vec<u16> = dev
+            .rx_at_driver_ok
+            .iter()
+            .filter(|r| r.1 > 0)
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(rx, [0, 2], "two receive queues configured");
+    });
+    d.set_queue_pairs(2).unwrap();
+    // The controlq is 2 * max_virtqueue_pairs (§5.1.2).
+    with_dev(&b, |dev| assert_eq!(dev.ctrls.len(), 1));
 }
 
 /// §5.1.9.5.4: an announce request is acknowledged; link status follows
@@ -927,6 +1048,25 @@ fn bad_config_fails_setup() {
         );
         assert_ne!(status(&b) & DeviceStatus::FAILED.bits(), 0);
     }
+    // §5.1.9.3.1: mergeable buffers at least the header.
+    let mem = memory();
+    let b = block(NetDev::new(&mem));
+    let e = Drv::new(
+        mmio(&b),
+        &mem,
+        NetOptions {
+            rx_buffer_len: 11,
+            ..opts(RingPreference::Auto)
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(
+        e,
+        NetError::Setup(SetupError::BadOption {
+            option: "rx_buffer_len",
+            ..
+        })
+    ));
     // A receive queue that cannot hold an mtu-sized frame.
     let mem = memory();
     let b = block(NetDev::new(&mem));

@@ -10,7 +10,7 @@ use ringwork_queue::test_utils::TestMemory;
 use ringwork_queue::{DescChain, UsedToken};
 use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_NET};
 use ringwork_spec::features::{
-    FeatureSet, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED,
+    FeatureSet, VIRTIO_F_ADMIN_VQ, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED,
 };
 use ringwork_spec::net::ctrl::*;
 use ringwork_spec::net::*;
@@ -42,12 +42,47 @@ pub struct RxHdr {
     pub flags: u8,
     /// `gso_type`.
     pub gso_type: u8,
+    /// `hdr_len`.
+    pub hdr_len: u16,
     /// `csum_start`.
     pub csum_start: u16,
     /// `csum_offset`.
     pub csum_offset: u16,
     /// Write this `num_buffers` instead of the real count.
     pub num_buffers: Option<u16>,
+}
+
+/// Features the fake offers that the driver never accepts (every
+/// segmentation offload, hashing, RSS, coalescing, statistics, IPsec,
+/// guest offload control, the admin virtqueue).
+pub fn never_accepted() -> FeatureSet {
+    FeatureSet::from_bits(&[
+        VIRTIO_NET_F_GUEST_TSO4,
+        VIRTIO_NET_F_GUEST_TSO6,
+        VIRTIO_NET_F_GUEST_UFO,
+        VIRTIO_NET_F_GUEST_USO4,
+        VIRTIO_NET_F_GUEST_USO6,
+        VIRTIO_NET_F_HOST_TSO4,
+        VIRTIO_NET_F_HOST_TSO6,
+        VIRTIO_NET_F_HOST_UFO,
+        VIRTIO_NET_F_HOST_USO,
+        VIRTIO_NET_F_HOST_ECN,
+        VIRTIO_NET_F_HOST_UDP_TUNNEL_GSO,
+        VIRTIO_NET_F_HOST_UDP_TUNNEL_GSO_CSUM,
+        VIRTIO_NET_F_GUEST_HDRLEN,
+        VIRTIO_NET_F_OUT_NET_HEADER,
+        VIRTIO_NET_F_IPSEC,
+        VIRTIO_NET_F_HASH_REPORT,
+        VIRTIO_NET_F_HASH_TUNNEL,
+        VIRTIO_NET_F_RSS,
+        VIRTIO_NET_F_RSS_CONTEXT,
+        VIRTIO_NET_F_RSC_EXT,
+        VIRTIO_NET_F_NOTF_COAL,
+        VIRTIO_NET_F_VQ_NOTF_COAL,
+        VIRTIO_NET_F_DEVICE_STATS,
+        VIRTIO_NET_F_CTRL_GUEST_OFFLOADS,
+        VIRTIO_F_ADMIN_VQ,
+    ])
 }
 
 /// The fake device. See the [module docs](self).
@@ -119,11 +154,8 @@ impl<'m> NetDev<'m> {
                 VIRTIO_NET_F_GUEST_ANNOUNCE,
                 VIRTIO_NET_F_MQ,
                 VIRTIO_NET_F_SPEED_DUPLEX,
-                // Offered but never accepted by the driver.
-                VIRTIO_NET_F_GUEST_TSO4,
-                VIRTIO_NET_F_HOST_TSO4,
-                VIRTIO_NET_F_HASH_REPORT,
-            ]),
+            ])
+            .union(never_accepted()),
             negotiated: FeatureSet::new(),
             mac: [0x52, 0x54, 0, 0xab, 0xcd, 0xef],
             status: VIRTIO_NET_S_LINK_UP,
@@ -207,6 +239,7 @@ impl<'m> NetDev<'m> {
         let mut bytes = vec![0u8; hl];
         bytes[0] = h.flags;
         bytes[1] = h.gso_type;
+        bytes[2..4].copy_from_slice(&h.hdr_len.to_le_bytes());
         bytes[6..8].copy_from_slice(&h.csum_start.to_le_bytes());
         bytes[8..10].copy_from_slice(&h.csum_offset.to_le_bytes());
         bytes.extend_from_slice(frame);
