@@ -4,48 +4,23 @@
 //! DRIVER_OK (§5.1.5), the transmit header (§5.1.9.2.1), single and
 //! mergeable receive buffers (§5.1.9.3, §5.1.9.4), batches, control
 //! commands (§5.1.9.5) with the device's `ack`, VQ_PAIRS_SET, announce and
-//! link status, and a hostile device (used lengths and ids,
-//! `num_buffers`, checksum offsets, `gso_type`, short acks); split and
-//! packed rings.
+//! link status, a refused or short `ack`; split and packed rings. The
+//! hostile device cases are in `net_hostile.rs`.
 
 mod common;
 
-use common::net_dev::{never_accepted, NetDev, RxHdr};
-use common::{block, memory, mmio, pattern, status, violations, with_dev};
+use common::net_dev::{frame, never_accepted, opts, Drv, NetDev, RxHdr, DST, RINGS};
+use common::{block, memory, mmio, status, violations, with_dev};
 use ringwork_driver::net::{
     complete_checksum, ones_complement_sum, CtrlError, Duplex, NetDriver, NetError, NetOptions,
     RecvError, RxChecksum, RxMode, SendError, TxChecksum, TxFrame,
 };
 use ringwork_driver::{RingPreference, SetupError};
-use ringwork_queue::test_utils::TestMemory;
-use ringwork_queue::{RingFormat, UsedError};
+use ringwork_queue::RingFormat;
 use ringwork_spec::features::{FeatureSet, VIRTIO_F_RING_PACKED};
 use ringwork_spec::net::ctrl::*;
 use ringwork_spec::net::*;
 use ringwork_spec::status::DeviceStatus;
-
-type Drv<'b, 'm> = NetDriver<common::Mmio<'b, NetDev<'m>>, &'m TestMemory>;
-
-const RINGS: [RingPreference; 2] = [RingPreference::Split, RingPreference::Packed];
-
-fn opts(ring: RingPreference) -> NetOptions {
-    NetOptions {
-        ring,
-        queue_size: 32,
-        ..NetOptions::default()
-    }
-}
-
-/// An Ethernet frame to `dst` of `len` bytes.
-fn frame(dst: [u8; 6], len: usize, seed: u8) -> Vec<u8> {
-    let mut f = pattern(len, seed);
-    f[..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 9]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f
-}
-
-const DST: [u8; 6] = [0x52, 0x54, 0, 0xab, 0xcd, 0xef];
 
 #[test]
 fn init_negotiates_reads_config_and_fills_rx_before_driver_ok() {
@@ -509,186 +484,6 @@ fn batches_send_and_receive() {
     }
 }
 
-/// Hostile used lengths and ids break the receive queue with a clear
-/// error until reset.
-#[test]
-fn hostile_used_lengths_and_ids() {
-    for ring in RINGS {
-        // First buffer shorter than the header.
-        let mem = memory();
-        let b = block(NetDev::new(&mem));
-        let mut d: Drv = NetDriver::new(mmio(&b), &mem, opts(ring)).unwrap();
-        with_dev(&b, |dev| {
-            dev.deliver(0, &frame(DST, 60, 0), RxHdr::default(), Some(5))
-        });
-        assert_eq!(
-            d.recv(0),
-            Err(RecvError::ShortBuffer {
-                pair: 0,
-                len: 5,
-                hdr: 12
-            })
-        );
-        assert_eq!(
-            d.recv(0),
-            Err(RecvError::Queue {
-                pair: 0,
-                source: UsedError::Broken
-            }),
-            "broken until reset"
-        );
-        // A used length beyond the buffer.
-        let mem = memory();
-        let b = block(NetDev::new(&mem));
-        let mut d: Drv = NetDriver::new(mmio(&b), &mem, opts(ring)).unwrap();
-        with_dev(&b, |dev| {
-            dev.deliver(0, &frame(DST, 60, 0), RxHdr::default(), Some(1 << 20))
-        });
-        assert!(matches!(
-            d.recv(0),
-            Err(RecvError::Queue {
-                source: UsedError::BadLength { len: 1048576, .. },
-                ..
-            })
-        ));
-        assert!(d.recv(0).is_err());
-        // An id naming no buffer: a transmit completion for a frame never
-        // sent (the receive queue has every id outstanding).
-        let mem = memory();
-        let b = block(NetDev::new(&mem));
-        let mut d: Drv = NetDriver::new(mmio(&b), &mem, opts(ring)).unwrap();
-        with_dev(&b, |dev| dev.hold_tx = true);
-        d.send(0, &frame(DST, 60, 0), None).unwrap();
-        let bogus = with_dev(&b, |dev| {
-            let bogus = (dev.held_tx_id().unwrap() + 1) % 32;
-            dev.forge_used(1, bogus, 0);
-            bogus
-        });
-        assert!(matches!(
-            d.reclaim(0),
-            Err(SendError::Queue {
-                source: UsedError::BadId { id },
-                ..
-            }) if id == u32::from(bogus)
-        ));
-        assert!(matches!(
-            d.reclaim(0),
-            Err(SendError::Queue {
-                source: UsedError::Broken,
-                ..
-            })
-        ));
-        assert!(matches!(
-            d.send(0, &frame(DST, 60, 0), None),
-            Err(SendError::Queue { .. })
-        ));
-        let det = d.reset();
-        assert!(det.reset.is_ok());
-        // After reset the transport drives a fresh driver.
-        let mut d: Drv = NetDriver::new(det.transport, &mem, opts(ring)).unwrap();
-        let f = frame(DST, 70, 9);
-        with_dev(&b, |dev| dev.deliver(0, &f, RxHdr::default(), None)).unwrap();
-        assert_eq!(d.recv(0).unwrap().unwrap().data, f);
-    }
-}
-
-/// `num_buffers` 0, or more than the device holds, breaks the queue.
-#[test]
-fn hostile_num_buffers() {
-    for ring in RINGS {
-        for (nb, available) in [(0u16, 32u16), (33, 32), (0xffff, 32)] {
-            let mem = memory();
-            let b = block(NetDev::new(&mem));
-            let mut d: Drv = NetDriver::new(mmio(&b), &mem, opts(ring)).unwrap();
-            let h = RxHdr {
-                num_buffers: Some(nb),
-                ..RxHdr::default()
-            };
-            with_dev(&b, |dev| dev.deliver(0, &frame(DST, 60, 0), h, None)).unwrap();
-            assert_eq!(
-                d.recv(0),
-                Err(RecvError::BadNumBuffers {
-                    pair: 0,
-                    num_buffers: nb,
-                    available
-                })
-            );
-            assert!(d.recv(0).is_err(), "broken");
-        }
-        // More buffers than were used, but no more than the device holds:
-        // the driver waits for the rest.
-        let mem = memory();
-        let b = block(NetDev::new(&mem));
-        let mut d: Drv = NetDriver::new(mmio(&b), &mem, opts(ring)).unwrap();
-        let h = RxHdr {
-            num_buffers: Some(3),
-            ..RxHdr::default()
-        };
-        with_dev(&b, |dev| dev.deliver(0, &frame(DST, 60, 0), h, None)).unwrap();
-        assert_eq!(d.recv(0), Ok(None), "frame incomplete");
-    }
-}
-
-/// Per-frame faults drop the frame; the queue goes on.
-#[test]
-fn bad_offsets_and_gso_drop_only_the_frame() {
-    let mem = memory();
-    let b = block(NetDev::new(&mem));
-    let mut d: Drv = NetDriver::new(mmio(&b), &mem, opts(RingPreference::Auto)).unwrap();
-    let f = frame(DST, 60, 1);
-    let h = RxHdr {
-        flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
-        csum_start: 50,
-        csum_offset: 9,
-        ..RxHdr::default()
-    };
-    with_dev(&b, |dev| dev.deliver(0, &f, h, None)).unwrap();
-    let h = RxHdr {
-        gso_type: VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4,
-        ..RxHdr::default()
-    };
-    with_dev(&b, |dev| dev.deliver(0, &f, h, None)).unwrap();
-    // `hdr_len` is never relied on.
-    let h = RxHdr {
-        hdr_len: 0xffff,
-        ..RxHdr::default()
-    };
-    with_dev(&b, |dev| dev.deliver(0, &f, h, None)).unwrap();
-    assert_eq!(
-        d.recv(0),
-        Err(RecvError::BadChecksum {
-            pair: 0,
-            start: 50,
-            offset: 9,
-            len: 60
-        })
-    );
-    assert_eq!(
-        d.recv(0),
-        Err(RecvError::UnexpectedGso {
-            pair: 0,
-            gso_type: 0x21
-        })
-    );
-    assert_eq!(d.recv(0).unwrap().unwrap().data, f);
-    // Any other gso_type: both tunnel bits, a tunnel bit without a GSO
-    // protocol, ECN alone.
-    for gso_type in [0x61, 0x20, 0x80, VIRTIO_NET_HDR_GSO_UDP_L4] {
-        let h = RxHdr {
-            gso_type,
-            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
-            csum_start: 14,
-            ..RxHdr::default()
-        };
-        with_dev(&b, |dev| dev.deliver(0, &f, h, None)).unwrap();
-        assert_eq!(
-            d.recv(0),
-            Err(RecvError::UnexpectedGso { pair: 0, gso_type })
-        );
-    }
-    assert_eq!(d.rx_available(0), 32);
-}
-
 /// §5.1.9.5: every command's bytes, the device's ack.
 #[test]
 fn control_commands_and_acks() {
@@ -1017,74 +812,4 @@ fn addresses() {
         NetError::Ctrl(CtrlError::Rejected { ack: 1, .. })
     ));
     assert_ne!(status(&b) & DeviceStatus::FAILED.bits(), 0);
-}
-
-#[test]
-fn bad_config_fails_setup() {
-    for (field, f) in [
-        (
-            "max_virtqueue_pairs",
-            (|d: &mut NetDev| d.max_pairs = 0) as fn(&mut NetDev),
-        ),
-        ("max_virtqueue_pairs", |d| d.max_pairs = 0x8000),
-        ("mtu", |d| d.mtu = 20),
-    ] {
-        let mem = memory();
-        let mut dev = NetDev::new(&mem);
-        f(&mut dev);
-        let b = block(dev);
-        let e = Drv::new(
-            mmio(&b),
-            &mem,
-            NetOptions {
-                queue_pairs: 2,
-                ..opts(RingPreference::Auto)
-            },
-        )
-        .unwrap_err();
-        assert!(
-            matches!(e, NetError::Setup(SetupError::BadConfig { field: g, .. }) if g == field),
-            "{field}: {e:?}"
-        );
-        assert_ne!(status(&b) & DeviceStatus::FAILED.bits(), 0);
-    }
-    // §5.1.9.3.1: mergeable buffers at least the header.
-    let mem = memory();
-    let b = block(NetDev::new(&mem));
-    let e = Drv::new(
-        mmio(&b),
-        &mem,
-        NetOptions {
-            rx_buffer_len: 11,
-            ..opts(RingPreference::Auto)
-        },
-    )
-    .unwrap_err();
-    assert!(matches!(
-        e,
-        NetError::Setup(SetupError::BadOption {
-            option: "rx_buffer_len",
-            ..
-        })
-    ));
-    // A receive queue that cannot hold an mtu-sized frame.
-    let mem = memory();
-    let b = block(NetDev::new(&mem));
-    let e = Drv::new(
-        mmio(&b),
-        &mem,
-        NetOptions {
-            queue_size: 4,
-            rx_buffer_len: 64,
-            ..opts(RingPreference::Auto)
-        },
-    )
-    .unwrap_err();
-    assert!(matches!(
-        e,
-        NetError::Setup(SetupError::BadOption {
-            option: "rx_buffer_len",
-            ..
-        })
-    ));
 }

@@ -88,14 +88,6 @@ impl NetConfig {
     }
 }
 
-fn bad(field: &'static str, value: u64, reason: &'static str) -> SetupError {
-    SetupError::BadConfig {
-        field,
-        value,
-        reason,
-    }
-}
-
 /// Reads the fields the negotiated `features` make valid.
 pub(crate) fn read<T: Transport + ?Sized>(
     t: &mut T,
@@ -123,15 +115,19 @@ pub(crate) fn read<T: Transport + ?Sized>(
     let (mac, status, pairs, mtu, sd) = raw;
     let pairs = pairs.unwrap_or(1);
     if pairs == 0 || pairs > MAX_QUEUE_PAIRS {
-        return Err(bad(
-            "max_virtqueue_pairs",
-            pairs.into(),
-            "not in 1..=0x7fff (the controlq index 2N must fit 16 bits)",
-        ));
+        return Err(SetupError::BadConfig {
+            field: "max_virtqueue_pairs",
+            value: pairs.into(),
+            reason: "not in 1..=0x7fff (the controlq index 2N must fit 16 bits)",
+        });
     }
     let mtu = mtu.unwrap_or(DEFAULT_MTU);
     if mtu < MTU_MIN {
-        return Err(bad("mtu", mtu.into(), "below 68"));
+        return Err(SetupError::BadConfig {
+            field: "mtu",
+            value: mtu.into(),
+            reason: "below 68",
+        });
     }
     Ok(NetConfig {
         mac: has(VIRTIO_NET_F_MAC).then_some(mac),

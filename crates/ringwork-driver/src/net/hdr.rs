@@ -13,6 +13,7 @@
 //! copy; offsets the device gives are checked against the frame length
 //! before they are reported. Nothing panics.
 
+pub use ringwork_spec::net::ones_complement_sum;
 use ringwork_spec::net::{
     VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_F_RSC_INFO,
     VIRTIO_NET_HDR_GSO_NONE,
@@ -136,23 +137,6 @@ impl RxHdr {
         }
         Some(RxChecksum::None)
     }
-}
-
-/// The 16-bit ones' complement sum of `data` (big-endian words, an odd
-/// last byte padded with zero), folded, not inverted (RFC 1071).
-pub fn ones_complement_sum(data: &[u8]) -> u16 {
-    let mut sum: u64 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }
 
 /// The checksum field value completing `c` over `frame` (which holds the

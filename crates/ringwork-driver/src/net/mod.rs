@@ -60,7 +60,11 @@
 //! trusted ([`CtrlError::Rejected`] carries it). Every wait is bounded.
 //! Memory is bounded by the options (queue sizes, buffer sizes, MTU),
 //! never by what the device says beyond that. Nothing here panics on
-//! device input.
+//! device input. One strictness a legacy device may trip over: used
+//! lengths on the transmitqs and the controlq are checked like any other
+//! (the queue allows none on a transmit buffer), although §5.1.9.1 tells
+//! drivers of legacy devices to ignore them (some reported the descriptor
+//! length there); such a device breaks its transmitq.
 
 mod config;
 mod ctrl;

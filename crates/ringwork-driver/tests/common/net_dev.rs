@@ -17,7 +17,37 @@ use ringwork_spec::net::*;
 use ringwork_spec::ring::notify::NotificationData;
 use ringwork_transport::{Activation, DeviceError, Signals, VirtioDevice};
 
-use super::{read_all, Queues};
+use ringwork_driver::net::{NetDriver, NetOptions, NET_DRIVER_FEATURES};
+use ringwork_driver::RingPreference;
+
+use super::{pattern, read_all, Mmio, Queues};
+
+/// The driver on a [`NetDev`].
+pub type Drv<'b, 'm> = NetDriver<Mmio<'b, NetDev<'m>>, &'m TestMemory>;
+
+/// Both ring formats.
+pub const RINGS: [RingPreference; 2] = [RingPreference::Split, RingPreference::Packed];
+
+/// The fake's default `mac`.
+pub const DST: [u8; 6] = [0x52, 0x54, 0, 0xab, 0xcd, 0xef];
+
+/// Driver options for the tests: queues of 32 entries.
+pub fn opts(ring: RingPreference) -> NetOptions {
+    NetOptions {
+        ring,
+        queue_size: 32,
+        ..NetOptions::default()
+    }
+}
+
+/// An IPv4-typed Ethernet frame to `dst` of `len` bytes.
+pub fn frame(dst: [u8; 6], len: usize, seed: u8) -> Vec<u8> {
+    let mut f = pattern(len, seed);
+    f[..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 9]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f
+}
 
 /// A transmitted frame as the device received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,24 +170,11 @@ impl<'m> NetDev<'m> {
                 VIRTIO_F_RING_PACKED,
                 VIRTIO_F_EVENT_IDX,
                 VIRTIO_F_INDIRECT_DESC,
-                VIRTIO_NET_F_MAC,
-                VIRTIO_NET_F_STATUS,
-                VIRTIO_NET_F_MTU,
-                VIRTIO_NET_F_MRG_RXBUF,
-                VIRTIO_NET_F_CSUM,
-                VIRTIO_NET_F_GUEST_CSUM,
-                VIRTIO_NET_F_CTRL_VQ,
-                VIRTIO_NET_F_CTRL_RX,
-                VIRTIO_NET_F_CTRL_RX_EXTRA,
-                VIRTIO_NET_F_CTRL_VLAN,
-                VIRTIO_NET_F_CTRL_MAC_ADDR,
-                VIRTIO_NET_F_GUEST_ANNOUNCE,
-                VIRTIO_NET_F_MQ,
-                VIRTIO_NET_F_SPEED_DUPLEX,
             ])
+            .union(FeatureSet::from_bits(NET_DRIVER_FEATURES))
             .union(never_accepted()),
             negotiated: FeatureSet::new(),
-            mac: [0x52, 0x54, 0, 0xab, 0xcd, 0xef],
+            mac: DST,
             status: VIRTIO_NET_S_LINK_UP,
             max_pairs: 2,
             mtu: 1500,
