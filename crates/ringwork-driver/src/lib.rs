@@ -1,6 +1,7 @@
 //! VIRTIO drivers — block ([`blk`], VIRTIO 1.4 §5.2), console
 //! ([`console`], §5.3), entropy ([`rng`], §5.4) and memory balloon
-//! ([`balloon`], §5.5) and SCSI host ([`scsi`], §5.6) — over any driver-side
+//! ([`balloon`], §5.5), SCSI host ([`scsi`], §5.6) and network ([`net`],
+//! §5.1) — over any driver-side
 //! transport ([`ringwork_transport::driver::Transport`]: MMIO, PCI, or a
 //! vhost-user frontend), with queues from `ringwork-queue` in memory from a
 //! [`Dma`](ringwork_queue::Dma) allocator. `no_std` + `alloc`, no `unsafe`.
@@ -91,6 +92,7 @@ pub mod balloon;
 pub mod blk;
 mod common;
 pub mod console;
+pub mod net;
 pub mod rng;
 pub mod scsi;
 

@@ -267,22 +267,9 @@ fn mix(mut x: u32) -> u32 {
     x ^ (x >> 16)
 }
 
-/// The 16-bit ones' complement sum of `data` (big-endian words, an odd
-/// last byte padded with zero), folded, not inverted (RFC 1071).
-pub fn ones_complement_sum(data: &[u8]) -> u16 {
-    let mut sum: u64 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
+/// The 16-bit ones' complement sum of `data` (RFC 1071), folded, not
+/// inverted (shared with the driver side: `ringwork_spec::net`).
+pub use ringwork_spec::net::ones_complement_sum;
 
 #[cfg(test)]
 mod tests {

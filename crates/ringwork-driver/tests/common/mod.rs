@@ -5,6 +5,7 @@
 pub mod balloon_dev;
 pub mod blk_dev;
 pub mod console_dev;
+pub mod net_dev;
 pub mod rng_dev;
 pub mod scsi_dev;
 
@@ -118,6 +119,13 @@ impl Queues {
                 s.used_buffer(q);
             }
         }
+    }
+
+    /// A token for a used entry with id `id` on queue `q`, whatever the
+    /// driver made available (to forge hostile completions).
+    pub fn forge_token(&self, q: u16, id: u16) -> Option<UsedToken> {
+        let dq = self.qs.get(q as usize)?.as_ref()?;
+        Some(dq.inflight_token(id, 1))
     }
 
     /// The device's notification handle.

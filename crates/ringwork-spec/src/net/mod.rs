@@ -34,11 +34,13 @@ use crate::le::{Le16, Le32};
 use crate::wire_view;
 
 mod bits;
+mod csum;
 pub mod ctrl;
 pub mod ff;
 pub mod stats;
 
 pub use bits::*;
+pub use csum::ones_complement_sum;
 
 // ---------------------------------------------------------------------------
 // Device configuration layout (§5.1.4)

@@ -1,0 +1,209 @@
+//! The per-packet header `struct virtio_net_hdr` (VIRTIO 1.4 §5.1.9): how
+//! the driver writes it for a transmitted frame (§5.1.9.2) and reads it
+//! from a received one (§5.1.9.4), and the ones' complement checksum the
+//! driver completes itself when `VIRTIO_NET_F_CSUM` was not negotiated.
+//!
+//! The driver negotiates no segmentation offload, so `gso_type` is always
+//! `VIRTIO_NET_HDR_GSO_NONE` on transmit (§5.1.9.2.1 MUST), `hdr_len` and
+//! `gso_size` are 0, and a received header with any other `gso_type` is
+//! not accepted (this covers the §5.1.9.4.2 MUST NOTs about UDP tunnel
+//! bits).
+//!
+//! Trust and panic contract: received headers are parsed from a private
+//! copy; offsets the device gives are checked against the frame length
+//! before they are reported. Nothing panics.
+
+pub use ringwork_spec::net::ones_complement_sum;
+use ringwork_spec::net::{
+    VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_F_RSC_INFO,
+    VIRTIO_NET_HDR_GSO_NONE,
+};
+
+/// Largest header the driver lays out (12 bytes with `VIRTIO_F_VERSION_1`
+/// or `VIRTIO_NET_F_MRG_RXBUF`, 10 on a legacy interface without it; no
+/// feature growing it is negotiated).
+pub(crate) const MAX_HDR: usize = 12;
+
+/// A checksum for the device (or the driver) to complete on transmit
+/// (§5.1.9.2 point 3): the ones' complement sum from `start` to the end of
+/// the frame is stored at `start + offset`; the frame must already hold
+/// the pseudo-header sum there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxChecksum {
+    /// `csum_start`: where checksumming starts.
+    pub start: u16,
+    /// `csum_offset`: where the checksum goes, counted from `start`.
+    pub offset: u16,
+}
+
+impl TxChecksum {
+    /// Whether the 16-bit checksum field lies inside a frame of `len`
+    /// bytes.
+    pub fn fits(&self, len: usize) -> bool {
+        usize::from(self.start) + usize::from(self.offset) + 2 <= len
+    }
+}
+
+/// What a received header says about the frame's checksum (§5.1.9.4;
+/// reported only with `VIRTIO_NET_F_GUEST_CSUM`, otherwise always
+/// [`RxChecksum::None`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RxChecksum {
+    /// Neither `DATA_VALID` nor `NEEDS_CSUM`: the driver must not rely on
+    /// the checksum being correct (§5.1.9.4.2).
+    None,
+    /// `VIRTIO_NET_HDR_F_DATA_VALID`: the device validated the checksum.
+    Valid,
+    /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `start + offset` is
+    /// incomplete (it holds the pseudo-header sum); everything before it
+    /// was validated. The offsets were checked to lie inside the frame.
+    Partial(TxChecksum),
+}
+
+/// What the driver learned from a received frame's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RxInfo {
+    /// Frame length (without the header).
+    pub len: usize,
+    /// Checksum state.
+    pub csum: RxChecksum,
+    /// Used buffers the frame spanned (`num_buffers` with
+    /// `VIRTIO_NET_F_MRG_RXBUF`, 1 otherwise).
+    pub num_buffers: u16,
+    /// The raw `flags` byte (bits the driver does not know are ignored,
+    /// §5.1.9.4.2).
+    pub flags: u8,
+}
+
+/// Writes the transmit header into `hdr` (its length is the negotiated
+/// header size): `flags` NEEDS_CSUM and the offsets when `csum` is given
+/// (only done with `VIRTIO_NET_F_CSUM`), everything else zero —
+/// `gso_type` NONE and `num_buffers` 0 (§5.1.9.2.1).
+pub(crate) fn write_tx(hdr: &mut [u8], csum: Option<TxChecksum>) {
+    hdr.fill(0);
+    if let (Some(c), Some(h)) = (csum, hdr.get_mut(..10)) {
+        h[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        h[1] = VIRTIO_NET_HDR_GSO_NONE;
+        h[6..8].copy_from_slice(&c.start.to_le_bytes());
+        h[8..10].copy_from_slice(&c.offset.to_le_bytes());
+    }
+}
+
+/// A received header, raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RxHdr {
+    pub flags: u8,
+    pub gso_type: u8,
+    pub csum_start: u16,
+    pub csum_offset: u16,
+    /// `num_buffers` (0 when the header has no such field).
+    pub num_buffers: u16,
+}
+
+/// Parses the first `hdr.len()` bytes of a received buffer.
+pub(crate) fn parse_rx(hdr: &[u8]) -> RxHdr {
+    let b = |i: usize| hdr.get(i).copied().unwrap_or(0);
+    let le16 = |i: usize| u16::from_le_bytes([b(i), b(i + 1)]);
+    RxHdr {
+        flags: b(0),
+        gso_type: b(1),
+        csum_start: le16(6),
+        csum_offset: le16(8),
+        num_buffers: if hdr.len() >= 12 { le16(10) } else { 0 },
+    }
+}
+
+impl RxHdr {
+    /// The checksum state, `None` if NEEDS_CSUM offsets lie outside a
+    /// frame of `len` bytes. `guest_csum`: `VIRTIO_NET_F_GUEST_CSUM` was
+    /// negotiated (without it the flags are not the device's to set, and
+    /// are ignored). With `RSC_INFO` the offsets are not used
+    /// (§5.1.9.4.2 MUST NOT).
+    pub(crate) fn checksum(&self, len: usize, guest_csum: bool) -> Option<RxChecksum> {
+        if !guest_csum {
+            return Some(RxChecksum::None);
+        }
+        if self.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0
+            && self.flags & VIRTIO_NET_HDR_F_RSC_INFO == 0
+        {
+            let c = TxChecksum {
+                start: self.csum_start,
+                offset: self.csum_offset,
+            };
+            return c.fits(len).then_some(RxChecksum::Partial(c));
+        }
+        if self.flags & VIRTIO_NET_HDR_F_DATA_VALID != 0 {
+            return Some(RxChecksum::Valid);
+        }
+        Some(RxChecksum::None)
+    }
+}
+
+/// The checksum field value completing `c` over `frame` (which holds the
+/// pseudo-header sum at the field): the inverted sum from `start`, 0
+/// stored as 0xffff (equal in ones' complement, required for UDP), as
+/// Linux's `skb_checksum_help`. `None` if `c` does not fit.
+pub fn complete_checksum(frame: &[u8], c: TxChecksum) -> Option<[u8; 2]> {
+    if !c.fits(frame.len()) {
+        return None;
+    }
+    let sum = !ones_complement_sum(frame.get(usize::from(c.start)..)?);
+    Some(if sum == 0 { 0xffff } else { sum }.to_be_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tx_header_layout() {
+        let mut h = [0xaau8; 12];
+        write_tx(&mut h, None);
+        assert_eq!(h, [0; 12]);
+        write_tx(
+            &mut h,
+            Some(TxChecksum {
+                start: 34,
+                offset: 16,
+            }),
+        );
+        assert_eq!(h, [1, 0, 0, 0, 0, 0, 34, 0, 16, 0, 0, 0]);
+        let mut legacy = [0xaau8; 10];
+        write_tx(&mut legacy, None);
+        assert_eq!(legacy, [0; 10]);
+    }
+
+    #[test]
+    fn rx_checksum_states() {
+        let h = parse_rx(&[1, 0, 0, 0, 0, 0, 10, 0, 6, 0, 3, 0]);
+        assert_eq!(h.num_buffers, 3);
+        assert_eq!(h.checksum(100, false), Some(RxChecksum::None));
+        assert_eq!(
+            h.checksum(18, true),
+            Some(RxChecksum::Partial(TxChecksum {
+                start: 10,
+                offset: 6
+            }))
+        );
+        assert_eq!(h.checksum(17, true), None, "field past the end");
+        let rsc = parse_rx(&[1 | 4, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 0]);
+        assert_eq!(rsc.checksum(20, true), Some(RxChecksum::None));
+        let v = parse_rx(&[2 | 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(v.checksum(20, true), Some(RxChecksum::Valid));
+    }
+
+    #[test]
+    fn software_checksum_completes_a_sum() {
+        // Sum over [0x4500, 0x0000] with the field at offset 2.
+        let frame = [0x45, 0x00, 0x00, 0x00];
+        let c = TxChecksum {
+            start: 0,
+            offset: 2,
+        };
+        assert_eq!(complete_checksum(&frame, c), Some([0xba, 0xff]));
+        let mut done = frame;
+        done[2..4].copy_from_slice(&[0xba, 0xff]);
+        assert_eq!(ones_complement_sum(&done), 0xffff);
+        assert_eq!(complete_checksum(&frame[..3], c), None);
+    }
+}

@@ -1,0 +1,193 @@
+//! One transmit queue (VIRTIO 1.4 §5.1.9.2): a DMA slot per queue entry,
+//! allocated once, holding the header and a copy of the frame; each frame
+//! is one device-readable descriptor ("the header and packet are added as
+//! one output descriptor"). Used buffer notifications are suppressed
+//! (§5.1.9.2.3: completions are collected on the transmit path).
+//!
+//! Trust and panic contract: the device only hands slots back; used ids
+//! and lengths are checked by the queue (a transmit buffer has no
+//! writable part, so any used length above 0 breaks the queue). Nothing
+//! here reads device-written memory, and nothing panics.
+
+use alloc::vec::Vec;
+
+use ringwork_queue::{AddError, Dma, DriverQueue, Segment, UsedError};
+use ringwork_transport::driver::Transport;
+
+use super::error::SendError;
+use super::hdr::{complete_checksum, write_tx, TxChecksum, MAX_HDR};
+use crate::common::{kick, DmaRegion, SetupError};
+
+/// Ethernet header length.
+pub(crate) const ETH_HLEN: usize = 14;
+/// 802.1Q tag length.
+pub(crate) const VLAN_HLEN: usize = 4;
+
+/// The longest frame the MTU allows for `frame` (§5.1.4.2: `mtu` plus the
+/// low level Ethernet header, 18 bytes with an 802.1Q tag).
+pub(crate) fn max_frame_for(frame: &[u8], mtu: u16) -> usize {
+    let tagged = frame.get(12..14) == Some(&[0x81, 0x00][..]);
+    usize::from(mtu) + ETH_HLEN + if tagged { VLAN_HLEN } else { 0 }
+}
+
+/// Checks a frame and its checksum request before it is queued.
+pub(crate) fn check_frame(
+    frame: &[u8],
+    csum: Option<TxChecksum>,
+    mtu: u16,
+) -> Result<(), SendError> {
+    let len = frame.len();
+    if len < ETH_HLEN {
+        return Err(SendError::TooShort { len, min: ETH_HLEN });
+    }
+    let max = max_frame_for(frame, mtu);
+    if len > max {
+        return Err(SendError::TooLong { len, max });
+    }
+    match csum {
+        Some(c) if !c.fits(len) => Err(SendError::BadChecksum {
+            start: c.start,
+            offset: c.offset,
+            len,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A transmit queue. See the [module docs](self).
+pub(crate) struct TxQueue<D: Dma> {
+    pair: u16,
+    vq: DriverQueue<D, u16>,
+    bufs: DmaRegion<D>,
+    slot_len: usize,
+    hdr_len: usize,
+    free: Vec<u16>,
+}
+
+impl<D: Dma> TxQueue<D> {
+    /// Wraps an attached virtqueue; allocates a slot of `hdr_len +
+    /// max_frame` bytes per entry.
+    pub(crate) fn new(
+        pair: u16,
+        mut vq: DriverQueue<D, u16>,
+        dma: D,
+        hdr_len: usize,
+        max_frame: usize,
+    ) -> Result<Self, SetupError> {
+        let size = vq.size();
+        let slot_len = (hdr_len + max_frame).next_multiple_of(64);
+        let bufs = DmaRegion::new(dma, usize::from(size) * slot_len, 64)?;
+        vq.disable_callbacks();
+        Ok(Self {
+            pair,
+            vq,
+            bufs,
+            slot_len,
+            hdr_len,
+            free: (0..size).rev().collect(),
+        })
+    }
+
+    fn err(&self, source: UsedError) -> SendError {
+        SendError::Queue {
+            pair: self.pair,
+            source,
+        }
+    }
+
+    /// Frames queued and not yet completed by the device.
+    pub(crate) fn in_flight(&self) -> u16 {
+        (usize::from(self.vq.size()) - self.free.len()) as u16
+    }
+
+    /// Free slots (frames that can be queued before a reclaim).
+    pub(crate) fn free_slots(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Takes back every transmit buffer the device completed.
+    pub(crate) fn reclaim(&mut self) -> Result<usize, SendError> {
+        let mut n = 0;
+        // Bounded: at most `size` buffers are outstanding.
+        for _ in 0..=self.vq.size() {
+            match self.vq.pop_used() {
+                Ok(Some(u)) => {
+                    if u.token < self.vq.size() {
+                        self.free.push(u.token);
+                    }
+                    n += 1;
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Copies a checked frame into a free slot and makes it available (no
+    /// notification). `offload`: `VIRTIO_NET_F_CSUM` was negotiated, so a
+    /// checksum request goes in the header; otherwise the driver completes
+    /// the checksum itself and `flags` stays 0 (§5.1.9.2.1).
+    pub(crate) fn enqueue(
+        &mut self,
+        frame: &[u8],
+        csum: Option<TxChecksum>,
+        offload: bool,
+    ) -> Result<(), SendError> {
+        if self.vq.is_broken() {
+            return Err(self.err(UsedError::Broken));
+        }
+        if self.free.is_empty() {
+            self.reclaim()?;
+        }
+        let len = self.hdr_len + frame.len();
+        if len > self.slot_len {
+            return Err(SendError::TooLong {
+                len: frame.len(),
+                max: self.slot_len - self.hdr_len,
+            });
+        }
+        let Some(slot) = self.free.pop() else {
+            return Err(SendError::QueueFull { pair: self.pair });
+        };
+        let off = usize::from(slot) * self.slot_len;
+        let mut hdr = [0u8; MAX_HDR];
+        let hdr = &mut hdr[..self.hdr_len];
+        write_tx(hdr, if offload { csum } else { None });
+        let mem = self.bufs.slice();
+        let mut ok =
+            mem.write_bytes(off, hdr).is_ok() && mem.write_bytes(off + self.hdr_len, frame).is_ok();
+        if let (false, Some(c)) = (offload, csum) {
+            let at = off + self.hdr_len + usize::from(c.start) + usize::from(c.offset);
+            ok &= complete_checksum(frame, c).is_some_and(|v| mem.write_bytes(at, &v).is_ok());
+        }
+        if !ok {
+            // Cannot happen for a checked frame in its own slot.
+            self.free.push(slot);
+            return Err(self.err(UsedError::Broken));
+        }
+        let seg = Segment::new(self.bufs.addr(off), len as u32);
+        match self.vq.add(&[seg], &[], slot) {
+            Ok(_) => Ok(()),
+            Err(r) => {
+                self.free.push(r.token);
+                Err(match r.error {
+                    AddError::NoSpace { .. } => SendError::QueueFull { pair: self.pair },
+                    _ => self.err(UsedError::Broken),
+                })
+            }
+        }
+    }
+
+    /// Notifies the device if it wants a notification (§2.7.10, §2.8.10).
+    pub(crate) fn kick<T: Transport + ?Sized>(&mut self, t: &mut T) -> Result<(), SendError> {
+        kick(t, &mut self.vq).map_err(|e| self.err(e))
+    }
+
+    /// After a device reset: every slot free again.
+    pub(crate) fn reset(&mut self) {
+        self.vq.reset();
+        self.vq.disable_callbacks();
+        self.free = (0..self.vq.size()).rev().collect();
+    }
+}
