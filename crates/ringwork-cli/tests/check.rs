@@ -1,8 +1,8 @@
 //! `ringwork check` against real backends: ours (block with split and
 //! packed rings and 2 queues, read-only block, entropy, single and
-//! multiport console), qemu-storage-daemon's vhost-user-blk export, and a
-//! deliberately broken block device whose faults must show up as exactly
-//! the corresponding failed checks.
+//! multiport console, balloon, SCSI host), qemu-storage-daemon's
+//! vhost-user-blk export, and deliberately broken block and SCSI devices
+//! whose faults must show up as exactly the corresponding failed checks.
 //!
 //! Our backends run in this process (`Server::serve` on a thread); the
 //! checker is the `ringwork` binary. qemu-storage-daemon must be installed
@@ -320,6 +320,143 @@ fn our_balloon_passes() {
         ],
     );
     assert_table_matches(&b.socket, &v);
+}
+
+/// The SCSI checks that must really run (pass, not skip) on our SCSI host
+/// with a writable LUN, a read-only one on another target, and 2 request
+/// queues.
+const SCSI_CORE: &[&str] = &[
+    "features.version-1",
+    "status.features-ok",
+    "status.driver-ok",
+    "scsi.config.num-queues",
+    "scsi.config.defaults",
+    "scsi.config.hints",
+    "scsi.init",
+    "scsi.eventq",
+    "scsi.report-luns",
+    "scsi.inquiry",
+    "scsi.inquiry.vpd",
+    "scsi.test-unit-ready",
+    "scsi.read-capacity",
+    "scsi.read-write",
+    "scsi.unsupported-opcode",
+    "scsi.absent-lun",
+    "scsi.bad-target",
+    "scsi.cmd-per-lun",
+    "scsi.all-queues",
+    "scsi.tmf",
+    "reset.status",
+    "reset.reinit",
+    "scsi.config.writable",
+    "scsi.config.reset-defaults",
+    "scsi.short-request",
+    "scsi.split.io",
+    "scsi.packed.io",
+    "features.subset",
+    "status.no-device-errors",
+];
+
+/// Our SCSI host: LUN 0:0 (writable) and 1:3 (read-only), 2 request
+/// queues, `max_target` 7 (so REPORT LUNS scans 8 targets and target 2
+/// answers BAD_TARGET).
+fn scsi_device(tmp: &Path) -> (ringwork_device::scsi::Scsi, PathBuf, Vec<u8>) {
+    use ringwork_device::scsi::{LunSpec, Scsi, ScsiOptions};
+    let a = tmp.join("a.img");
+    let before = image(&a, 0x5c5);
+    let b = tmp.join("b.img");
+    image(&b, 0x5c6);
+    let dev = Scsi::open(ScsiOptions {
+        luns: vec![
+            LunSpec::new(0, 0, &a),
+            LunSpec {
+                readonly: true,
+                ..LunSpec::new(1, 3, &b)
+            },
+        ],
+        num_queues: 2,
+        max_target: 7,
+        ..ScsiOptions::default()
+    })
+    .expect("SCSI device");
+    (dev, a, before)
+}
+
+/// The SCSI suite against ringwork's SCSI host, type inferred: every core
+/// check passes and the disk keeps its data.
+#[test]
+fn our_scsi_backend_passes_and_keeps_the_data() {
+    let tmp = must(TempDir::new("check-scsi"), "temp dir");
+    let (dev, img, before) = scsi_device(tmp.path());
+    let b = InProcess::serve(tmp.join("scsi.sock"), Arc::new(dev));
+    let v = check_json(&b.socket, &[]);
+    assert_eq!(v["device"], "scsi");
+    assert_passes(&v, SCSI_CORE);
+    let notes = v["notes"].to_string();
+    assert!(notes.contains("logical units: 0:0 1:3"), "{notes}");
+    assert_table_matches(&b.socket, &v);
+    drop(b);
+    assert!(
+        std::fs::read(&img).expect("image") == before,
+        "ringwork check changed the SCSI disk's data"
+    );
+}
+
+/// A SCSI host that ignores the driver's writes to `sense_size` and
+/// `cdb_size` (§5.6.4 lets the driver change both): exactly the check
+/// that writes them fails.
+struct ScsiIgnoringConfigWrites(ringwork_device::scsi::Scsi);
+
+impl Device for ScsiIgnoringConfigWrites {
+    fn device_type(&self) -> DeviceType {
+        self.0.device_type()
+    }
+    fn features(&self) -> u64 {
+        self.0.features()
+    }
+    fn num_queues(&self) -> u16 {
+        self.0.num_queues()
+    }
+    fn max_queue_size(&self) -> u16 {
+        self.0.max_queue_size()
+    }
+    fn config(&self) -> Vec<u8> {
+        self.0.config()
+    }
+    fn write_config(&self, _offset: u32, _data: &[u8]) {}
+    fn set_features(&self, features: u64) {
+        self.0.set_features(features)
+    }
+    fn start_worker(
+        &self,
+        queues: &[u16],
+        features: u64,
+        events: Arc<dyn DeviceEvents>,
+    ) -> Result<Box<dyn QueueWorker>, DeviceError> {
+        self.0.start_worker(queues, features, events)
+    }
+    fn reset(&self) {
+        self.0.reset()
+    }
+}
+
+#[test]
+fn a_scsi_host_ignoring_config_writes_fails_only_that_check() {
+    let tmp = must(TempDir::new("check-scsi-cfg"), "temp dir");
+    let (dev, _, _) = scsi_device(tmp.path());
+    let b = InProcess::serve(
+        tmp.join("scsi.sock"),
+        Arc::new(ScsiIgnoringConfigWrites(dev)),
+    );
+    let v = check_json(&b.socket, &["--device-type", "scsi", "--quick"]);
+    assert_eq!(ids(&v, "fail"), set(&["scsi.config.writable"]), "{v:#}");
+    let why = outcome(&v, "scsi.config.writable")["reason"]
+        .as_str()
+        .unwrap();
+    assert!(why.contains("read 96 and 32"), "{why}");
+    // --quick keeps one ring format.
+    assert_eq!(outcome(&v, "scsi.split.io")["outcome"], "skip");
+    assert_eq!(outcome(&v, "scsi.packed.io")["outcome"], "pass");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! data integrity. Each check names the spec section it comes from.
 //!
 //! Suites: [`blk`] (§5.2), [`rng`] (§5.4), [`console`] (§5.3), [`balloon`]
-//! (§5.5), on top of
+//! (§5.5), [`scsi`] (§5.6), on top of
 //! the checks every device gets ([`common`]). A check that needs a freshly
 //! initialized device opens a new connection (a new *session*): backends
 //! serve the next frontend after a disconnect.
@@ -28,8 +28,12 @@ mod blk_req;
 mod blk_ring;
 mod common;
 mod console;
+mod raw;
 mod report;
 mod rng;
+mod scsi;
+mod scsi_cmd;
+mod scsi_raw;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,6 +42,7 @@ use std::time::Duration;
 
 use ringwork_spec::device_id::{
     DeviceType, VIRTIO_ID_BALLOON, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_RNG,
+    VIRTIO_ID_SCSI,
 };
 use ringwork_transport::driver::Transport;
 use ringwork_vhost_user::VhostUserTransport;
@@ -56,6 +61,8 @@ pub enum DeviceKind {
     Console,
     /// Memory balloon (§5.5).
     Balloon,
+    /// SCSI host (§5.6).
+    Scsi,
 }
 
 impl DeviceKind {
@@ -65,6 +72,7 @@ impl DeviceKind {
             DeviceKind::Rng => VIRTIO_ID_RNG,
             DeviceKind::Console => VIRTIO_ID_CONSOLE,
             DeviceKind::Balloon => VIRTIO_ID_BALLOON,
+            DeviceKind::Scsi => VIRTIO_ID_SCSI,
         })
     }
 }
@@ -153,6 +161,7 @@ pub fn run_checks(opts: &CheckOptions) -> anyhow::Result<Report> {
         VIRTIO_ID_RNG => ("rng", rng::run),
         VIRTIO_ID_CONSOLE => ("console", console::run),
         VIRTIO_ID_BALLOON => ("balloon", balloon::run),
+        VIRTIO_ID_SCSI => ("scsi", scsi::run),
         other => anyhow::bail!("no conformance suite for device type {other}"),
     };
     let mut ctx = common::Ctx::new(opts.clone(), device_type, name);
