@@ -6,7 +6,7 @@
 //! data integrity. Each check names the spec section it comes from.
 //!
 //! Suites: [`blk`] (§5.2), [`rng`] (§5.4), [`console`] (§5.3), [`balloon`]
-//! (§5.5), [`scsi`] (§5.6), on top of
+//! (§5.5), [`scsi`] (§5.6), [`net`] (§5.1), on top of
 //! the checks every device gets ([`common`]). A check that needs a freshly
 //! initialized device opens a new connection (a new *session*): backends
 //! serve the next frontend after a disconnect.
@@ -28,6 +28,10 @@ mod blk_req;
 mod blk_ring;
 mod common;
 mod console;
+mod net;
+mod net_ctrl;
+mod net_io;
+mod net_loop;
 mod raw;
 mod report;
 mod rng;
@@ -41,8 +45,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ringwork_spec::device_id::{
-    DeviceType, VIRTIO_ID_BALLOON, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_RNG,
-    VIRTIO_ID_SCSI,
+    DeviceType, VIRTIO_ID_BALLOON, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_NET,
+    VIRTIO_ID_RNG, VIRTIO_ID_SCSI,
 };
 use ringwork_transport::driver::Transport;
 use ringwork_vhost_user::VhostUserTransport;
@@ -63,6 +67,8 @@ pub enum DeviceKind {
     Balloon,
     /// SCSI host (§5.6).
     Scsi,
+    /// Network device (§5.1).
+    Net,
 }
 
 impl DeviceKind {
@@ -73,6 +79,7 @@ impl DeviceKind {
             DeviceKind::Console => VIRTIO_ID_CONSOLE,
             DeviceKind::Balloon => VIRTIO_ID_BALLOON,
             DeviceKind::Scsi => VIRTIO_ID_SCSI,
+            DeviceKind::Net => VIRTIO_ID_NET,
         })
     }
 }
@@ -162,6 +169,7 @@ pub fn run_checks(opts: &CheckOptions) -> anyhow::Result<Report> {
         VIRTIO_ID_CONSOLE => ("console", console::run),
         VIRTIO_ID_BALLOON => ("balloon", balloon::run),
         VIRTIO_ID_SCSI => ("scsi", scsi::run),
+        VIRTIO_ID_NET => ("net", net::run),
         other => anyhow::bail!("no conformance suite for device type {other}"),
     };
     let mut ctx = common::Ctx::new(opts.clone(), device_type, name);
