@@ -208,6 +208,14 @@ fn our_net_switch_passes_with_frames_between_two_connections() {
     let v = check_json(&socket, &[]);
     assert_eq!(v["device"], "net");
     assert_passes(&v, NET_CORE);
+    // ringwork passes NEEDS_CSUM on to a receiver with GUEST_CSUM (the
+    // pseudo-header sum byte for byte) and completes it for one without.
+    let notes = v["notes"].to_string();
+    assert!(
+        notes.contains("receiver with GUEST_CSUM: NEEDS_CSUM kept")
+            && notes.contains("receiver without GUEST_CSUM: checksum completed"),
+        "{notes}"
+    );
     assert_table_matches(&socket, &v);
     must(net.check_alive(), "ringwork serve net after the check");
 }

@@ -17,6 +17,7 @@
 //! followed by a flush when the device has one. A failure to restore is
 //! reported as a note (and fails the check). Concurrent users of the disk
 //! may still see the temporary data, so check a disk nobody else uses.
+//! The SCSI suite does the same for the blocks it writes on each LUN.
 //!
 //! Exit codes: 0 every check passed (skips allowed), 1 a check failed, 3
 //! the backend could not be reached or identified.
@@ -90,8 +91,10 @@ impl DeviceKind {
     after_long_help = "Connects as a vhost-user frontend, identifies the device type, negotiates, and \
                        runs a conformance suite for it: feature bits, configuration, status and reset, \
                        every offered feature, both ring formats, error statuses, data integrity. Each \
-                       check names the VIRTIO 1.4 section it comes from.\n\nBlock checks that write \
-                       restore the sectors they changed; still, check a disk nobody else is using.\n\n\
+                       check names the VIRTIO 1.4 section it comes from.\n\nBlock and SCSI checks that \
+                       write restore the sectors they changed; still, check a disk nobody else is \
+                       using. The network checks send frames between two connections when the \
+                       backend accepts a second one (`ringwork serve net --switch`).\n\n\
                        Exit codes: 0 all checks passed (skips allowed), 1 a check failed, 3 the backend \
                        could not be reached or identified."
 )]

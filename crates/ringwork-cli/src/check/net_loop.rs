@@ -259,6 +259,7 @@ pub(crate) fn checksum(ctx: &mut Ctx, offered: FeatureSet) -> anyhow::Result<Out
         return Ok(Outcome::Skip("VIRTIO_NET_F_CSUM is not offered".into()));
     }
     let mut v = Vec::new();
+    let mut notes = Vec::new();
     let variants: &[bool] = if offered.contains(VIRTIO_NET_F_GUEST_CSUM) {
         &[true, false]
     } else {
@@ -295,10 +296,20 @@ pub(crate) fn checksum(ctx: &mut Ctx, offered: FeatureSet) -> anyhow::Result<Out
                 if r.frame.len() != f.len() || r.frame[..14] != f[..14] {
                     continue;
                 }
+                let kept = r.flags() & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0;
+                notes.push(format!(
+                    "net.csum: {what}: {}",
+                    if kept {
+                        "NEEDS_CSUM kept, the pseudo-header sum in the checksum field"
+                    } else {
+                        "checksum completed"
+                    }
+                ));
                 return Ok(csum_outcome(what, &r, &f, guest_csum));
             }
         })();
         p.finish(ctx, "checksum sessions");
+        ctx.report.notes.append(&mut notes);
         v.push(r?);
     }
     Ok(first_problem(v))
