@@ -1,8 +1,9 @@
 //! `ringwork check` against real backends: ours (block with split and
 //! packed rings and 2 queues, read-only block, entropy, single and
-//! multiport console), qemu-storage-daemon's vhost-user-blk export, and a
-//! deliberately broken block device whose faults must show up as exactly
-//! the corresponding failed checks.
+//! multiport console, balloon), qemu-storage-daemon's vhost-user-blk
+//! export, and a deliberately broken block device whose faults must show
+//! up as exactly the corresponding failed checks. The SCSI and network
+//! suites are in `check_scsi_net.rs`; the helpers in `check_common`.
 //!
 //! Our backends run in this process (`Server::serve` on a thread); the
 //! checker is the `ringwork` binary. qemu-storage-daemon must be installed
@@ -12,17 +13,15 @@
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ringwork_device::blk::{Blk, BlkOptions, Engine};
 use ringwork_device::console::{Console, ConsoleOptions, PortBackend, PortSpec};
 use ringwork_device::model::{Device, DeviceError, DeviceEvents, QueueSet, QueueWorker};
 use ringwork_device::rng::Rng;
-use ringwork_guest_tests::{pattern, qsd_blk_command, Backend, TempDir};
+use ringwork_guest_tests::{qsd_blk_command, Backend, TempDir};
 use ringwork_queue::device::DescChain;
 use ringwork_spec::blk::{
     VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_DISCARD,
@@ -30,156 +29,10 @@ use ringwork_spec::blk::{
     VIRTIO_BLK_T_WRITE_ZEROES,
 };
 use ringwork_spec::device_id::DeviceType;
-use ringwork_vhost_user::{OnDisconnect, Server, ShutdownHandle};
 use serde_json::Value;
 
-/// Unwraps a harness result, panicking with the full error (captured
-/// backend output, install hints).
-fn must<T>(result: ringwork_guest_tests::Result<T>, what: &str) -> T {
-    result.unwrap_or_else(|e| panic!("{what}: {e}"))
-}
-
-/// Size of the test images.
-const DISK: u64 = 16 << 20;
-
-/// A backend served by this process until dropped.
-struct InProcess {
-    socket: PathBuf,
-    stop: ShutdownHandle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl InProcess {
-    fn serve(socket: PathBuf, device: Arc<dyn Device>) -> Self {
-        let mut server = Server::bind(&socket).expect("binding the backend socket");
-        let stop = server.shutdown_handle();
-        let thread = std::thread::spawn(move || {
-            if let Err(e) = server.serve(device, OnDisconnect::Listen) {
-                eprintln!("backend: {e}");
-            }
-        });
-        Self {
-            socket,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        self.stop.shutdown();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// What one `ringwork check` run produced.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn ringwork_check(socket: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringwork"))
-        .arg("check")
-        .arg("--socket-path")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("running ringwork check");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Runs `ringwork check --json`, checks the exit code agrees with the
-/// failures, and returns the report.
-fn check_json(socket: &Path, args: &[&str]) -> Value {
-    let mut a = vec!["--json"];
-    a.extend_from_slice(args);
-    let run = ringwork_check(socket, &a);
-    let v: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
-        panic!(
-            "--json output does not parse ({e}):\n{}\nstderr:\n{}",
-            run.stdout, run.stderr
-        )
-    });
-    let failed = v["failed"].as_u64().expect("failed count");
-    let want = if failed == 0 { 0 } else { 1 };
-    assert_eq!(
-        run.code,
-        Some(want),
-        "exit code with {failed} failures:\n{}",
-        run.stdout
-    );
-    v
-}
-
-/// Check ids with `outcome`.
-fn ids(v: &Value, outcome: &str) -> BTreeSet<String> {
-    v["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .filter(|c| c["outcome"] == outcome)
-        .map(|c| c["id"].as_str().expect("id").to_owned())
-        .collect()
-}
-
-fn outcome<'v>(v: &'v Value, id: &str) -> &'v Value {
-    v["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id} in {v:#}"))
-}
-
-/// Every check passed or was skipped, and `must_pass` passed (not
-/// skipped).
-fn assert_passes(v: &Value, must_pass: &[&str]) {
-    let failed = ids(v, "fail");
-    assert!(failed.is_empty(), "failed: {failed:?}\n{v:#}");
-    for id in must_pass {
-        assert_eq!(outcome(v, id)["outcome"], "pass", "{id}: {v:#}");
-    }
-}
-
-/// The table lists the same checks, in the same order, as the JSON.
-fn assert_table_matches(socket: &Path, v: &Value) {
-    let run = ringwork_check(socket, &[]);
-    let table: Vec<String> = run
-        .stdout
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            match w.next() {
-                Some("pass" | "FAIL" | "skip") => w.next().map(str::to_owned),
-                _ => None,
-            }
-        })
-        .collect();
-    let json: Vec<String> = v["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .map(|c| c["id"].as_str().expect("id").to_owned())
-        .collect();
-    assert_eq!(table, json, "table:\n{}", run.stdout);
-    assert!(run.stdout.contains(" failed, "), "{}", run.stdout);
-}
-
-/// An image of `DISK` bytes of pattern data; returns its content.
-fn image(path: &Path, seed: u64) -> Vec<u8> {
-    let data = pattern(seed, DISK as usize);
-    std::fs::write(path, &data).expect("writing the image");
-    data
-}
+mod check_common;
+use check_common::*;
 
 fn blk(path: &Path, queues: u16, readonly: bool) -> Blk {
     Blk::open(BlkOptions {
@@ -664,10 +517,6 @@ fn failures_with(fault: Fault) -> BTreeSet<String> {
     let b = InProcess::serve(tmp.join("faulty.sock"), Arc::new(dev));
     let v = check_json(&b.socket, &[]);
     ids(&v, "fail")
-}
-
-fn set(ids: &[&str]) -> BTreeSet<String> {
-    ids.iter().map(|s| (*s).to_owned()).collect()
 }
 
 #[test]

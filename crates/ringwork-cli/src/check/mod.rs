@@ -6,7 +6,7 @@
 //! data integrity. Each check names the spec section it comes from.
 //!
 //! Suites: [`blk`] (§5.2), [`rng`] (§5.4), [`console`] (§5.3), [`balloon`]
-//! (§5.5), on top of
+//! (§5.5), [`scsi`] (§5.6), [`net`] (§5.1), on top of
 //! the checks every device gets ([`common`]). A check that needs a freshly
 //! initialized device opens a new connection (a new *session*): backends
 //! serve the next frontend after a disconnect.
@@ -17,6 +17,7 @@
 //! followed by a flush when the device has one. A failure to restore is
 //! reported as a note (and fails the check). Concurrent users of the disk
 //! may still see the temporary data, so check a disk nobody else uses.
+//! The SCSI suite does the same for the blocks it writes on each LUN.
 //!
 //! Exit codes: 0 every check passed (skips allowed), 1 a check failed, 3
 //! the backend could not be reached or identified.
@@ -28,8 +29,16 @@ mod blk_req;
 mod blk_ring;
 mod common;
 mod console;
+mod net;
+mod net_ctrl;
+mod net_io;
+mod net_loop;
+mod raw;
 mod report;
 mod rng;
+mod scsi;
+mod scsi_cmd;
+mod scsi_raw;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,7 +46,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ringwork_spec::device_id::{
-    DeviceType, VIRTIO_ID_BALLOON, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_RNG,
+    DeviceType, VIRTIO_ID_BALLOON, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_NET,
+    VIRTIO_ID_RNG, VIRTIO_ID_SCSI,
 };
 use ringwork_transport::driver::Transport;
 use ringwork_vhost_user::VhostUserTransport;
@@ -56,6 +66,10 @@ pub enum DeviceKind {
     Console,
     /// Memory balloon (§5.5).
     Balloon,
+    /// SCSI host (§5.6).
+    Scsi,
+    /// Network device (§5.1).
+    Net,
 }
 
 impl DeviceKind {
@@ -65,6 +79,8 @@ impl DeviceKind {
             DeviceKind::Rng => VIRTIO_ID_RNG,
             DeviceKind::Console => VIRTIO_ID_CONSOLE,
             DeviceKind::Balloon => VIRTIO_ID_BALLOON,
+            DeviceKind::Scsi => VIRTIO_ID_SCSI,
+            DeviceKind::Net => VIRTIO_ID_NET,
         })
     }
 }
@@ -75,8 +91,10 @@ impl DeviceKind {
     after_long_help = "Connects as a vhost-user frontend, identifies the device type, negotiates, and \
                        runs a conformance suite for it: feature bits, configuration, status and reset, \
                        every offered feature, both ring formats, error statuses, data integrity. Each \
-                       check names the VIRTIO 1.4 section it comes from.\n\nBlock checks that write \
-                       restore the sectors they changed; still, check a disk nobody else is using.\n\n\
+                       check names the VIRTIO 1.4 section it comes from.\n\nBlock and SCSI checks that \
+                       write restore the sectors they changed; still, check a disk nobody else is \
+                       using. The network checks send frames between two connections when the \
+                       backend accepts a second one (`ringwork serve net --switch`).\n\n\
                        Exit codes: 0 all checks passed (skips allowed), 1 a check failed, 3 the backend \
                        could not be reached or identified."
 )]
@@ -153,6 +171,8 @@ pub fn run_checks(opts: &CheckOptions) -> anyhow::Result<Report> {
         VIRTIO_ID_RNG => ("rng", rng::run),
         VIRTIO_ID_CONSOLE => ("console", console::run),
         VIRTIO_ID_BALLOON => ("balloon", balloon::run),
+        VIRTIO_ID_SCSI => ("scsi", scsi::run),
+        VIRTIO_ID_NET => ("net", net::run),
         other => anyhow::bail!("no conformance suite for device type {other}"),
     };
     let mut ctx = common::Ctx::new(opts.clone(), device_type, name);

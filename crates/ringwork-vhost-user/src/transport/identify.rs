@@ -1,7 +1,8 @@
 //! Telling what a backend is. vhost-user has no device-id message (QEMU's
 //! generic `vhost-user-device` makes the user say it), so the frontend
 //! infers the type from what the backend offers: device feature bits,
-//! queue count and configuration space size. A user who knows better
+//! queue count and configuration space size (block, network, console,
+//! entropy, balloon, SCSI). A user who knows better
 //! passes the type explicitly.
 
 use ringwork_spec::blk::{
@@ -9,8 +10,8 @@ use ringwork_spec::blk::{
     VIRTIO_BLK_F_WRITE_ZEROES,
 };
 use ringwork_spec::device_id::{
-    DeviceType, VIRTIO_ID_BALLOON, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_RNG,
-    VIRTIO_ID_SCSI,
+    DeviceType, VIRTIO_ID_BALLOON, VIRTIO_ID_BLOCK, VIRTIO_ID_CONSOLE, VIRTIO_ID_NET,
+    VIRTIO_ID_RNG, VIRTIO_ID_SCSI,
 };
 
 /// The size of the block device's configuration up to
@@ -63,6 +64,14 @@ pub fn identify(p: &Probe) -> Option<DeviceType> {
         && queues >= 2
     {
         return Some(DeviceType(VIRTIO_ID_BALLOON));
+    }
+    // Network device (§5.1.3): a device bit from 6 to 23 that is not a
+    // block device's (those were caught above; the console, SCSI and
+    // balloon define none), or one of bits 50 to 63, which only the
+    // network device defines.
+    let net_high = (p.features >> 50) & 0x3fff != 0;
+    if device_bits & !0x3f != 0 || net_high {
+        return Some(DeviceType(VIRTIO_ID_NET));
     }
     if device_bits == 0 && queues <= 1 && p.console_config != Some(true) {
         return Some(DeviceType(VIRTIO_ID_RNG));
@@ -127,15 +136,30 @@ mod tests {
             ..probe(v1 | 1 << 1 | 1 << 2, Some(4), Some(false), Some(true))
         };
         assert_eq!(identify(&scsi), Some(DeviceType(VIRTIO_ID_SCSI)));
-        // Net-like bits on several queues: not one of ours.
+        // Network device: MAC, STATUS, CTRL_VQ on 3 queues; SPEED_DUPLEX
+        // (bit 63) alone; ringwork's `serve net` offer.
         assert_eq!(
             identify(&probe(
-                v1 | 1 << 5 | 1 << 16,
+                v1 | 1 << 5 | 1 << 16 | 1 << 17,
                 Some(3),
                 Some(false),
                 Some(false)
             )),
-            None
+            Some(DeviceType(VIRTIO_ID_NET))
+        );
+        assert_eq!(
+            identify(&probe(v1 | 1 << 63, None, None, None)),
+            Some(DeviceType(VIRTIO_ID_NET))
+        );
+        let ours = v1 | 0b1011 | 1 << 5 | 0xff << 15 | 1 << 23 | 1 << 63;
+        assert_eq!(
+            identify(&probe(ours, Some(3), Some(false), Some(true))),
+            Some(DeviceType(VIRTIO_ID_NET))
+        );
+        // Bits 0..=2 on two queues stay a console.
+        assert_eq!(
+            identify(&probe(v1 | 0b11, Some(2), None, None)),
+            Some(DeviceType(VIRTIO_ID_CONSOLE))
         );
     }
 }

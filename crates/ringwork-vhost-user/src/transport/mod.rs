@@ -237,11 +237,14 @@ impl VhostUserTransport {
                 })?
             }
         };
-        // Without MQ the queue count is the device type's (VIRTIO 1.4 §5).
-        let default_queues = if t.device_type == DeviceType(VIRTIO_ID_CONSOLE) {
-            2
-        } else {
-            1
+        // Without MQ the queue count is the device type's (VIRTIO 1.4 §5):
+        // network receiveq1 + transmitq1 (+ controlq with CTRL_VQ, bit 17),
+        // SCSI controlq + eventq + one request queue.
+        let default_queues = match t.device_type.0 {
+            VIRTIO_ID_CONSOLE => 2,
+            VIRTIO_ID_NET => 2 + ((offered >> 17) & 1),
+            VIRTIO_ID_SCSI => 3,
+            _ => 1,
         };
         let n = queue_num
             .unwrap_or(default_queues)
