@@ -61,24 +61,29 @@ mod backend;
 mod ctrl;
 mod device;
 mod filter;
+mod gso;
 mod options;
 mod packet;
 mod rx;
 mod stats;
 mod switch;
 mod sys;
+mod tap;
+mod tun;
 mod tx;
 mod worker;
 
 pub use backend::{NetBackend, SendError};
 pub use ctrl::CTRL_MAX;
-pub use device::{offered_net_features, Net};
+pub use device::{offered_net_features, offered_net_features_with, Net};
 pub use filter::{RxFilter, MAC_TABLE_MAX};
+pub use gso::{BadOffload, Gso, Offloads, VnetHdr};
 pub use options::{NetError, NetOptions, MAX_QUEUE_PAIRS};
 pub use packet::{
     ones_complement_sum, BadMac, MacAddr, Packet, PartialCsum, ETH_HLEN, ETH_P_8021Q,
-    MAX_FRAME_LEN, MAX_MTU, VLAN_HLEN,
+    MAX_FRAME_LEN, MAX_GSO_FRAME_LEN, MAX_MTU, VLAN_HLEN,
 };
 pub use stats::NetStats;
 pub use switch::{PortStats, Switch, SwitchPort, INBOX_BYTES, INBOX_FRAMES, MAC_AGE};
 pub use sys::Doorbell;
+pub use tap::{Tap, TapError, TapStats};
