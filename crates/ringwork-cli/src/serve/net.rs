@@ -1,13 +1,20 @@
 //! `ringwork serve net --switch`: one vhost-user socket, any number of
 //! guests, each connection a network device on its own port of one
 //! userspace switch (no host networking, no privileges).
+//!
+//! `ringwork serve net --tap IFNAME`: one guest at a time on a Linux tap
+//! interface (created when absent; CAP_NET_ADMIN), with checksum and
+//! segmentation offloads passed through; a second frontend waits until
+//! the first disconnects.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use ringwork_device::model::Device;
-use ringwork_device::net::{MacAddr, Net, NetOptions, Switch, MAX_MTU, MAX_QUEUE_PAIRS};
+use ringwork_device::net::{
+    MacAddr, Net, NetBackend, NetOptions, Switch, Tap, MAX_MTU, MAX_QUEUE_PAIRS,
+};
 use ringwork_vhost_user::{OnDisconnect, Server};
 
 /// Most guests connected at once.
@@ -19,9 +26,16 @@ pub struct NetArgs {
     /// Connect every guest to a built-in userspace L2 switch (learning,
     /// flooding; no host networking). Each connection to the socket is a
     /// new guest on its own switch port.
-    #[arg(long, required_unless_present = "print_capabilities")]
+    #[arg(long, required_unless_present_any = ["print_capabilities", "tap"])]
     switch: bool,
-    /// Queue pairs per device (more than one offers VIRTIO_NET_F_MQ).
+    /// Connect the guest to the Linux tap interface IFNAME (created when
+    /// absent, removed again at exit; needs CAP_NET_ADMIN). One guest at a
+    /// time: a second connection waits until the first leaves. Checksum
+    /// and segmentation offloads (TSO, UFO, USO) pass through.
+    #[arg(long, value_name = "IFNAME", conflicts_with = "switch")]
+    tap: Option<String>,
+    /// Queue pairs per device (more than one offers VIRTIO_NET_F_MQ; with
+    /// --tap, a multiqueue tap with one queue per pair).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_QUEUE_PAIRS)))]
     queues: u16,
     /// MTU offered to the guests (VIRTIO_NET_F_MTU).
@@ -44,6 +58,9 @@ fn unicast_mac(s: &str) -> Result<MacAddr, String> {
 /// Serves guests until shutdown (or, with `policy` Exit, until the last
 /// connected guest left).
 pub fn serve(server: &mut Server, a: &NetArgs, policy: OnDisconnect) -> anyhow::Result<()> {
+    if let Some(name) = &a.tap {
+        return serve_tap(server, a, name, policy);
+    }
     let switch = Switch::new();
     let (queues, mtu, base) = (a.queues, a.mtu, a.mac);
     tracing::info!(
@@ -66,4 +83,37 @@ pub fn serve(server: &mut Server, a: &NetArgs, policy: OnDisconnect) -> anyhow::
     server
         .serve_many(factory, policy, MAX_CONNECTIONS)
         .context("serving")
+}
+
+/// Serves one guest at a time on tap `name` (the device, and the tap,
+/// live across connections; the device is reset between them).
+fn serve_tap(
+    server: &mut Server,
+    a: &NetArgs,
+    name: &str,
+    policy: OnDisconnect,
+) -> anyhow::Result<()> {
+    let tap = Arc::new(Tap::open(name, a.queues).context("opening the tap")?);
+    let opts = NetOptions {
+        queue_pairs: a.queues,
+        mtu: a.mtu,
+        ..NetOptions::new(a.mac)
+    };
+    let dev = Arc::new(Net::new(opts, tap.clone())?);
+    tracing::info!(
+        "tap {}: guest MAC {}, {} queue pair(s), MTU {}, offloads {:?}; one guest at a time (a second connection waits until the first leaves)",
+        tap.name(),
+        a.mac,
+        a.queues,
+        a.mtu,
+        tap.offloads()
+    );
+    let r = server.serve(dev.clone(), policy).context("serving");
+    tracing::info!(
+        "tap {}: final counters {:?}, tap {:?}",
+        tap.name(),
+        dev.stats(),
+        tap.stats()
+    );
+    r
 }
