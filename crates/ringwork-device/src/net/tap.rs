@@ -1,24 +1,5 @@
-//! A Linux tap interface as the host side of the network device
-//! ([`Tap`]): guest frames go into the host's network stack through the
-//! tap, and what the host sends to the tap goes to the guest.
-//!
-//! Each queue pair has its own tap queue (`IFF_MULTI_QUEUE` with more than
-//! one pair), a non-blocking `/dev/net/tun` file whose fd is the pair's
-//! [`NetBackend::rx_fd`]; the kernel steers flows across the attached
-//! queues, and queues beyond the pairs the driver uses are detached
-//! (`TUNSETQUEUE`), so no frame waits where nobody reads. Every frame
-//! carries a 12-byte `virtio_net_hdr` (`IFF_VNET_HDR`, `TUNSETVNETHDRSZ`),
-//! the format the device speaks, so checksum and segmentation offloads
-//! pass through unchanged: a TSO frame from the guest reaches the kernel
-//! whole (it segments, or hands the frame on unsegmented), and the
-//! kernel may hand over GSO frames, within what the guest accepts
-//! ([`NetBackend::set_guest_offloads`] sets `TUNSETOFFLOAD` from the
-//! GUEST_ features the driver negotiated). Which offloads the running
-//! kernel knows is probed when the tap is opened ([`Tap::offloads`]).
-//!
-//! Needs CAP_NET_ADMIN (or a tap created for this user with
-//! `ip tuntap add dev NAME mode tap user USER`). A tap that does not
-//! exist is created, and disappears when the [`Tap`] is dropped.
+//! A Linux tap interface as the host side of the network device: the
+//! [`Tap`] backend (what it does is documented there).
 //!
 //! Trust and panic contract: frames from the kernel are checked like
 //! guest frames (header length, frame bounds, [`Packet::check_offloads`])
@@ -163,8 +144,28 @@ impl Queue {
     }
 }
 
-/// A tap interface, one queue per queue pair: a [`NetBackend`]. See the
-/// [module docs](self).
+/// A Linux tap interface as the host side of the network device, a
+/// [`NetBackend`]: guest frames go into the host's network stack through
+/// the tap, and what the host sends to the tap goes to the guest.
+///
+/// Each queue pair has its own tap queue (`IFF_MULTI_QUEUE` with more than
+/// one pair), a non-blocking `/dev/net/tun` file whose fd is the pair's
+/// [`NetBackend::rx_fd`]; the kernel steers flows across the attached
+/// queues, and queues beyond the pairs the driver uses are detached
+/// (`TUNSETQUEUE`), so no frame waits where nobody reads. Every frame
+/// carries a 12-byte `virtio_net_hdr` (`IFF_VNET_HDR`, `TUNSETVNETHDRSZ`),
+/// the format the device speaks, so checksum and segmentation offloads
+/// pass through unchanged: a TSO frame from the guest reaches the kernel
+/// whole (it segments, or hands the frame on unsegmented), and the
+/// kernel may hand over GSO frames, within what the guest accepts
+/// ([`NetBackend::set_guest_offloads`] sets `TUNSETOFFLOAD` from the
+/// GUEST_ features the driver negotiated). Which offloads the running
+/// kernel knows is probed when the tap is opened
+/// ([`NetBackend::offloads`]).
+///
+/// Needs CAP_NET_ADMIN (or a tap created for this user with
+/// `ip tuntap add dev NAME mode tap user USER`). A tap that does not
+/// exist is created, and disappears when the [`Tap`] is dropped.
 pub struct Tap {
     name: String,
     queues: Vec<Queue>,
@@ -383,7 +384,8 @@ impl NetBackend for Tap {
     }
 
     /// Reads the next frame of the pair's queue, skipping (and counting)
-    /// frames that fail [`decode`].
+    /// frames that are too short or too long or carry offload fields
+    /// that do not fit.
     fn recv(&self, pair: u16) -> Option<Packet> {
         let q = self.queues.get(usize::from(pair))?;
         if !q.attached.load(Ordering::Acquire) || q.dead.load(Ordering::Acquire) {
@@ -457,8 +459,8 @@ impl NetBackend for Tap {
         self.offloads
     }
 
-    /// `TUNSETOFFLOAD` with what the driver accepts
-    /// ([`tun_offload_flags`]): the kernel hands over partial checksums
+    /// `TUNSETOFFLOAD` with what the driver accepts (USO only when it
+    /// accepts both IP versions): the kernel hands over partial checksums
     /// only to a driver with GUEST_CSUM and GSO frames only of the types
     /// it negotiated, and completes or segments everything else itself.
     fn set_guest_offloads(&self, offloads: Offloads) {
