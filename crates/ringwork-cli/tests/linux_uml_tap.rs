@@ -128,11 +128,10 @@ impl Drop for Reaped {
     }
 }
 
-/// `ringwork serve net --tap tap0 ARGS` inside `ns`, exiting when the
-/// guest disconnects.
+/// `ringwork serve net --tap tap0 ARGS` inside `ns`.
 fn serve_tap(ns: &Netns, socket: &Path, args: &[&str]) -> Backend {
     let mut cmd = ns.exec(env!("CARGO_BIN_EXE_ringwork"));
-    cmd.args(["serve", "net", "--tap", "tap0", "--exit-on-disconnect"])
+    cmd.args(["serve", "net", "--tap", "tap0"])
         .args(args)
         .arg("--socket-path")
         .arg(socket)
@@ -198,7 +197,7 @@ fn uml_guest_on_a_tap_ping_and_transfer_with_tso() {
     let busybox = must(require_tool("busybox"), "finding busybox (host side)");
     let ns = Netns::create();
     let socket = tmp.join("net.sock");
-    let backend = serve_tap(&ns, &socket, &[]);
+    let backend = serve_tap(&ns, &socket, &["--exit-on-disconnect"]);
     let link = ns.ip(&["-d", "link", "show", "tap0"]);
     assert!(link.contains("vnet_hdr on"), "tap0: {link}");
     ns.ip(&["link", "set", "lo", "up"]);
@@ -368,10 +367,12 @@ info recv-sha256 "$(sha256sum /tmp/recv.bin | cut -d' ' -f1)"
 }
 
 /// `--queues 2` opens a multiqueue tap with one queue per pair (the
-/// second detached until the driver uses it); `--tap` and `--switch`
+/// second detached until the driver uses it); one frontend at a time (a
+/// second one waits until the first leaves); `--tap` and `--switch`
 /// exclude each other; a bad interface name is refused with a reason.
 #[test]
-fn tap_multiqueue_and_option_errors() {
+fn tap_multiqueue_one_guest_at_a_time_and_option_errors() {
+    use ringwork_vhost_user::Frontend;
     let tmp = must(TempDir::new("tap-mq"), "temp dir");
     let ns = Netns::create();
     let socket = tmp.join("net.sock");
@@ -380,6 +381,30 @@ fn tap_multiqueue_and_option_errors() {
     assert!(link.contains("multi_queue"), "tap0: {link}");
     assert!(link.contains("vnet_hdr on"), "tap0: {link}");
     assert!(link.contains("numqueues 1 numdisabled 1"), "tap0: {link}");
+    // The first frontend is served (2 pairs and the controlq) ...
+    let a = Frontend::connect(&socket).unwrap();
+    assert_eq!(a.get_queue_num().unwrap(), 5);
+    // ... the second waits ...
+    let b = Frontend::connect(&socket).unwrap();
+    b.socket()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        b.get_queue_num().is_err(),
+        "a second guest was served at once"
+    );
+    // ... until the first leaves. (Its timed-out request is answered
+    // first: read that reply, then ask again.)
+    drop(a);
+    b.socket()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut late = b.get_queue_num();
+    if late.is_ok() {
+        late = b.get_queue_num();
+    }
+    assert_eq!(late.unwrap(), 5, "the waiting guest is served next");
+    drop(b);
     let log = backend.stop();
     assert!(log.contains("one guest at a time"), "{log}");
     // The tap goes away with the process that created it.
