@@ -81,8 +81,10 @@ enum DeviceArgs {
         opts: balloon::BalloonArgs,
     },
     /// Network device (VIRTIO 1.4 §5.1): every guest that connects to the
-    /// socket gets its own device on one userspace switch (`--switch`);
-    /// multiqueue, checksum offload, receive filters, VLAN filtering.
+    /// socket gets its own device on one userspace switch (`--switch`), or
+    /// one guest at a time is connected to a Linux tap interface (`--tap`,
+    /// with segmentation offloads); multiqueue, checksum offload, receive
+    /// filters, VLAN filtering.
     Net {
         #[command(flatten)]
         common: Common,

@@ -180,6 +180,7 @@ fn package_of(tool: &str) -> &'static str {
         "apt-get" | "apt-cache" => "apt",
         "dpkg-deb" => "dpkg",
         "kill" => "procps",
+        "ip" => "iproute2",
         _ => "the package that provides it",
     }
 }

@@ -3,6 +3,11 @@
 //! userspace switch (no host networking, no privileges). `--loopback`:
 //! each connection's frames come back to it (a far end for driver tests
 //! and packets-per-second benchmarks, like DPDK testpmd's io forwarding).
+//!
+//! `ringwork serve net --tap IFNAME`: one guest at a time on a Linux tap
+//! interface (created when absent; CAP_NET_ADMIN), with checksum and
+//! segmentation offloads passed through; a second frontend waits until
+//! the first disconnects.
 
 use std::sync::Arc;
 
@@ -10,7 +15,8 @@ use anyhow::Context;
 use clap::Args;
 use ringwork_device::model::Device;
 use ringwork_device::net::{
-    Loopback, MacAddr, Net, NetBackend, NetOptions, NetWorkers, Switch, MAX_MTU, MAX_QUEUE_PAIRS,
+    Loopback, MacAddr, Net, NetBackend, NetOptions, NetWorkers, Switch, Tap, MAX_MTU,
+    MAX_QUEUE_PAIRS,
 };
 use ringwork_vhost_user::{OnDisconnect, Server};
 
@@ -23,8 +29,14 @@ pub struct NetArgs {
     /// Connect every guest to a built-in userspace L2 switch (learning,
     /// flooding; no host networking). Each connection to the socket is a
     /// new guest on its own switch port.
-    #[arg(long, required_unless_present_any = ["print_capabilities", "loopback"])]
+    #[arg(long, required_unless_present_any = ["print_capabilities", "loopback", "tap"])]
     switch: bool,
+    /// Connect the guest to the Linux tap interface IFNAME (created when
+    /// absent, removed again at exit; needs CAP_NET_ADMIN). One guest at a
+    /// time: a second connection waits until the first leaves. Checksum
+    /// and segmentation offloads (TSO, UFO, USO) pass through.
+    #[arg(long, value_name = "IFNAME", conflicts_with_all = ["switch", "loopback"])]
+    tap: Option<String>,
     /// Send every frame a guest transmits back to that guest (on the
     /// receive queue of the same pair): a far end for testing a driver
     /// on its own, or for packets-per-second benchmarks.
@@ -35,7 +47,8 @@ pub struct NetArgs {
     /// with --poll-us, a polling device on one core).
     #[arg(long, value_enum, default_value_t = Workers::Queue)]
     workers: Workers,
-    /// Queue pairs per device (more than one offers VIRTIO_NET_F_MQ).
+    /// Queue pairs per device (more than one offers VIRTIO_NET_F_MQ; with
+    /// --tap, a multiqueue tap with one queue per pair).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_QUEUE_PAIRS)))]
     queues: u16,
     /// MTU offered to the guests (VIRTIO_NET_F_MTU).
@@ -79,6 +92,9 @@ fn unicast_mac(s: &str) -> Result<MacAddr, String> {
 /// Serves guests until shutdown (or, with `policy` Exit, until the last
 /// connected guest left).
 pub fn serve(server: &mut Server, a: &NetArgs, policy: OnDisconnect) -> anyhow::Result<()> {
+    if let Some(name) = &a.tap {
+        return serve_tap(server, a, name, policy);
+    }
     let switch = (!a.loopback).then(Switch::new);
     let (queues, mtu, base, workers) = (a.queues, a.mtu, a.mac, a.workers.into());
     let what = if a.loopback { "loopback" } else { "switch" };
@@ -109,4 +125,38 @@ pub fn serve(server: &mut Server, a: &NetArgs, policy: OnDisconnect) -> anyhow::
     server
         .serve_many(factory, policy, MAX_CONNECTIONS)
         .context("serving")
+}
+
+/// Serves one guest at a time on tap `name` (the device, and the tap,
+/// live across connections; the device is reset between them).
+fn serve_tap(
+    server: &mut Server,
+    a: &NetArgs,
+    name: &str,
+    policy: OnDisconnect,
+) -> anyhow::Result<()> {
+    let tap = Arc::new(Tap::open(name, a.queues).context("opening the tap")?);
+    let opts = NetOptions {
+        queue_pairs: a.queues,
+        mtu: a.mtu,
+        workers: a.workers.into(),
+        ..NetOptions::new(a.mac)
+    };
+    let dev = Arc::new(Net::new(opts, tap.clone())?);
+    tracing::info!(
+        "tap {}: guest MAC {}, {} queue pair(s), MTU {}, offloads {:?}; one guest at a time (a second connection waits until the first leaves)",
+        tap.name(),
+        a.mac,
+        a.queues,
+        a.mtu,
+        tap.offloads()
+    );
+    let r = server.serve(dev.clone(), policy).context("serving");
+    tracing::info!(
+        "tap {}: final counters {:?}, tap {:?}",
+        tap.name(),
+        dev.stats(),
+        tap.stats()
+    );
+    r
 }

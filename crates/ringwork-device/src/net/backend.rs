@@ -12,14 +12,27 @@
 //! kernel); the device tells it how many pairs are in use and which pair
 //! each transmitted frame came from.
 //!
+//! Segmentation offload: a backend that can carry GSO frames (a tap: the
+//! kernel segments, or hands over unsegmented frames) says so with
+//! [`NetBackend::offloads`]; the device then offers the matching
+//! HOST_/GUEST_ TSO4, TSO6, ECN, UFO and USO features, takes frames up to
+//! [`MAX_GSO_FRAME_LEN`](super::MAX_GSO_FRAME_LEN), and tells the backend
+//! what the driver accepts on receive ([`NetBackend::set_guest_offloads`]).
+//! The default is no segmentation offload at all (the [`Switch`]).
+//!
 //! Trust and panic contract: frames handed to `send` are guest data the
-//! device has bounded ([`MAX_FRAME_LEN`](super::MAX_FRAME_LEN)) and
-//! checked (offload fields inside the frame), nothing more; backends must
-//! not panic on them.
+//! device has bounded ([`MAX_FRAME_LEN`](super::MAX_FRAME_LEN), or
+//! [`MAX_GSO_FRAME_LEN`](super::MAX_GSO_FRAME_LEN) for a GSO frame) and
+//! checked ([`Packet::check_offloads`], and only GSO types the driver
+//! negotiated), nothing more; backends must not panic on them. Frames a
+//! backend returns from `recv` are checked again by the device.
+//!
+//! [`Switch`]: super::Switch
 
 use std::os::fd::RawFd;
 
 use super::filter::RxFilter;
+use super::gso::Offloads;
 use super::packet::Packet;
 
 /// Why a backend did not take a frame (the device counts it as a
@@ -103,5 +116,21 @@ pub trait NetBackend: Send + Sync {
     /// go to receiveq1..receiveq`pairs` only (VIRTIO 1.4 §5.1.9.5.6).
     fn set_active_pairs(&self, pairs: u16) {
         let _ = pairs;
+    }
+
+    /// The offloads the backend carries both ways: segmentation offloads
+    /// here make the device offer the matching HOST_ and GUEST_ features
+    /// (so `send` may get GSO frames, and `recv` may return them). Asked
+    /// once, when the device is made. Default: none.
+    fn offloads(&self) -> Offloads {
+        Offloads::NONE
+    }
+
+    /// What the driver accepts on receive, from the features it
+    /// negotiated ([`Offloads::from_guest_features`]; [`Offloads::NONE`]
+    /// after a reset): `recv` should hand over only frames within it (the
+    /// device drops and counts the others). Default: nothing to do.
+    fn set_guest_offloads(&self, offloads: Offloads) {
+        let _ = offloads;
     }
 }

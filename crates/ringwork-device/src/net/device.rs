@@ -10,8 +10,9 @@ use ringwork_spec::net::*;
 
 use super::backend::NetBackend;
 use super::filter::RxFilter;
+use super::gso::Offloads;
 use super::options::{NetError, NetOptions, NetWorkers};
-use super::packet::MacAddr;
+use super::packet::{MacAddr, MAX_FRAME_LEN, MAX_GSO_FRAME_LEN};
 use super::stats::{Counters, NetStats};
 use super::worker::{start, Group, Role};
 use crate::model::{Device, DeviceError, DeviceEvents, QueueWorker};
@@ -42,6 +43,14 @@ pub fn offered_net_features(queue_pairs: u16) -> u64 {
     f
 }
 
+/// The device-specific features offered on a backend with `offloads`
+/// ([`NetBackend::offloads`]): [`offered_net_features`] plus the
+/// segmentation features the backend carries
+/// ([`Offloads::offered_features`]).
+pub fn offered_net_features_with(queue_pairs: u16, offloads: Offloads) -> u64 {
+    offered_net_features(queue_pairs) | offloads.offered_features()
+}
+
 /// Whether feature bit `bit` is in `features`.
 pub(super) fn has(features: u64, bit: u32) -> bool {
     bit < 64 && features >> bit & 1 == 1
@@ -61,12 +70,19 @@ pub(super) struct State {
     pub events: Option<Arc<dyn DeviceEvents>>,
     /// Which queues the host runs ([`Device::queue_running`]).
     pub running: Vec<bool>,
+    /// What the backend was last told the driver accepts on receive.
+    pub guest_offloads: Offloads,
+    /// The counters as last logged (at a reset).
+    pub logged: NetStats,
 }
 
 /// State shared by the device and its workers.
 pub(super) struct Shared {
     pub opts: NetOptions,
     pub backend: Arc<dyn NetBackend>,
+    /// Longest frame taken or handed over: [`MAX_GSO_FRAME_LEN`] on a
+    /// backend with segmentation offload, else [`MAX_FRAME_LEN`].
+    pub max_frame_len: usize,
     pub state: Mutex<State>,
     /// Bumped whenever [`State::filter`] changes (receive workers keep a
     /// copy and refresh it when this moves).
@@ -118,6 +134,15 @@ impl Shared {
         }
     }
 
+    /// Tells the backend what the driver accepts on receive, when that
+    /// changed.
+    pub fn update_guest_offloads(&self, st: &mut State, offloads: Offloads) {
+        if st.guest_offloads != offloads {
+            st.guest_offloads = offloads;
+            self.backend.set_guest_offloads(offloads);
+        }
+    }
+
     /// Sends a configuration change notification if a driver is there.
     pub fn config_changed(&self, st: &State) {
         if let Some(ev) = &st.events {
@@ -144,10 +169,12 @@ impl Net {
     /// A device with `opts`, connected to `backend`.
     pub fn new(opts: NetOptions, backend: Arc<dyn NetBackend>) -> Result<Self, NetError> {
         opts.check()?;
-        let features = ring_features() | offered_net_features(opts.queue_pairs);
+        let offloads = backend.offloads();
+        let features = ring_features() | offered_net_features_with(opts.queue_pairs, offloads);
         let filter = RxFilter::new(opts.mac);
         backend.set_rx_filter(&filter);
         backend.set_active_pairs(1);
+        backend.set_guest_offloads(Offloads::NONE);
         Ok(Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -157,9 +184,16 @@ impl Net {
                     features: 0,
                     events: None,
                     running: vec![false; usize::from(2 * opts.queue_pairs + 1)],
+                    guest_offloads: Offloads::NONE,
+                    logged: NetStats::default(),
                 }),
                 opts,
                 backend,
+                max_frame_len: if offloads.any_gso() {
+                    MAX_GSO_FRAME_LEN
+                } else {
+                    MAX_FRAME_LEN
+                },
                 filter_gen: AtomicU64::new(0),
                 active_pairs: AtomicU16::new(1),
                 ctrl_pairs: AtomicU16::new(1),
@@ -263,6 +297,8 @@ impl Device for Net {
     fn set_features(&self, features: u64) {
         let mut st = self.shared.lock();
         st.features = features;
+        self.shared
+            .update_guest_offloads(&mut st, Offloads::from_guest_features(features));
         let vlan = has(features, VIRTIO_NET_F_CTRL_VLAN);
         if st.filter.vlan_filtering != vlan {
             st.filter.vlan_filtering = vlan;
@@ -330,9 +366,16 @@ impl Device for Net {
 
     /// Back to the state after construction: the configured address,
     /// link up, no announcement pending, a promiscuous filter with empty
-    /// tables, one queue pair.
+    /// tables, one queue pair, no receive offloads. Logs the counters
+    /// when they moved since the last reset.
     fn reset(&self) {
         let mut st = self.shared.lock();
+        let stats = self.shared.stats.snapshot();
+        if stats != st.logged {
+            tracing::info!("virtio-net {}: reset; counters {stats:?}", st.mac);
+            st.logged = stats;
+        }
+        self.shared.update_guest_offloads(&mut st, Offloads::NONE);
         st.mac = self.shared.opts.mac;
         st.status = VIRTIO_NET_S_LINK_UP;
         st.filter = RxFilter::new(self.shared.opts.mac);

@@ -1,7 +1,8 @@
 //! The network device (VIRTIO 1.4 §5.1): receive/transmit queue pairs and
 //! a control queue, connected on the host side to a [`NetBackend`] — the
-//! built-in userspace [`Switch`] here, so that several guests served by
-//! one process form a LAN with no host privileges.
+//! built-in userspace [`Switch`], so that several guests served by one
+//! process form a LAN with no host privileges, or a Linux [`Tap`]
+//! interface into the host's network stack, with segmentation offloads.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -27,9 +28,13 @@
 //! checksum completed in software), CTRL_VQ with CTRL_RX, CTRL_RX_EXTRA,
 //! CTRL_VLAN, CTRL_MAC_ADDR and GUEST_ANNOUNCE, and MQ when more than one
 //! queue pair is configured, plus the ring features every ringwork device
-//! offers. No segmentation offload (HOST_/GUEST_TSO, UFO, USO) is offered,
-//! since the switch does not segment, and no HASH_REPORT or RSS, so the
-//! header is 12 bytes (10 for a legacy driver without MRG_RXBUF).
+//! offers. Segmentation offload (HOST_/GUEST_ TSO4, TSO6, ECN, UFO, USO) is
+//! offered only on a backend that carries GSO frames
+//! ([`NetBackend::offloads`]: the tap, as far as the kernel takes them;
+//! not the switch, which does not segment): GSO frames then pass through
+//! whole, with their header fields ([`Gso`]), up to [`MAX_GSO_FRAME_LEN`].
+//! No HASH_REPORT or RSS, so the header is 12 bytes (10 for a legacy
+//! driver without MRG_RXBUF).
 //!
 //! Queues (§5.1.2): receiveq(k+1) is `2k`, transmitq(k+1) is `2k+1`, the
 //! controlq is `2N` where N is `max_virtqueue_pairs` with MQ negotiated and
@@ -52,8 +57,10 @@
 //! reader into private buffers and checked; a malformed transmit chain is
 //! completed and its frame dropped (counted in [`NetStats`]); a malformed
 //! control command is answered VIRTIO_NET_ERR; a chain outside guest
-//! memory breaks only its queue. Frames are bounded by [`MAX_FRAME_LEN`].
-//! Nothing in this module panics.
+//! memory breaks only its queue. Frames are bounded by [`MAX_FRAME_LEN`]
+//! ([`MAX_GSO_FRAME_LEN`] for a GSO frame), and offload fields are checked
+//! against the frame ([`BadOffload`]) both ways. Nothing in this module
+//! panics.
 //!
 //! [`Device::worker_map`]: crate::model::Device::worker_map
 //! [`Device::queue_running`]: crate::model::Device::queue_running
@@ -62,6 +69,7 @@ mod backend;
 mod ctrl;
 mod device;
 mod filter;
+mod gso;
 mod loopback;
 mod options;
 mod packet;
@@ -69,20 +77,24 @@ mod rx;
 mod stats;
 mod switch;
 mod sys;
+mod tap;
+mod tun;
 mod tx;
 mod worker;
 
 pub use backend::{NetBackend, SendError};
 pub use ctrl::CTRL_MAX;
-pub use device::{offered_net_features, Net};
+pub use device::{offered_net_features, offered_net_features_with, Net};
 pub use filter::{RxFilter, MAC_TABLE_MAX};
+pub use gso::{BadOffload, Gso, Offloads, VnetHdr};
 pub use loopback::{Loopback, LOOPBACK_FRAMES};
 pub use options::{NetError, NetOptions, NetWorkers, MAX_QUEUE_PAIRS};
 pub use packet::{
     ones_complement_sum, BadMac, MacAddr, Packet, PartialCsum, ETH_HLEN, ETH_P_8021Q,
-    MAX_FRAME_LEN, MAX_MTU, VLAN_HLEN,
+    MAX_FRAME_LEN, MAX_GSO_FRAME_LEN, MAX_MTU, VLAN_HLEN,
 };
 pub use rx::RX_BATCH;
 pub use stats::NetStats;
 pub use switch::{PortStats, Switch, SwitchPort, INBOX_BYTES, INBOX_FRAMES, MAC_AGE};
 pub use sys::Doorbell;
+pub use tap::{Tap, TapError, TapStats};

@@ -12,6 +12,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::gso::Gso;
+
 /// Length of an Ethernet header (destination, source, EtherType).
 pub const ETH_HLEN: usize = 14;
 /// Length of an 802.1Q VLAN tag.
@@ -25,6 +27,14 @@ pub const MAX_FRAME_LEN: usize = 65550;
 /// Largest `mtu` the device offers (so that a tagged frame of that MTU
 /// still fits in [`MAX_FRAME_LEN`]).
 pub const MAX_MTU: u16 = (MAX_FRAME_LEN - ETH_HLEN - VLAN_HLEN) as u16;
+/// Largest frame (without the virtio header) a device whose backend
+/// supports segmentation offload ([`NetBackend::offloads`]) takes or
+/// hands over: a GSO frame of up to 65589 bytes (Ethernet header, a
+/// 40-byte IPv6 header and the largest IP payload, VIRTIO 1.4 §5.1.9.3)
+/// plus a VLAN tag. Frames without GSO stay bounded by [`MAX_FRAME_LEN`].
+///
+/// [`NetBackend::offloads`]: super::NetBackend::offloads
+pub const MAX_GSO_FRAME_LEN: usize = ringwork_spec::net::MAX_GSO_PACKET_LEN + VLAN_HLEN;
 
 /// A 48-bit MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -122,6 +132,9 @@ pub struct Packet {
     pub data: Vec<u8>,
     /// A checksum left for the receiver to complete, if any.
     pub csum: Option<PartialCsum>,
+    /// A segmentation request, if the frame is a GSO frame (then `csum`
+    /// is set too, [`Packet::check_offloads`]).
+    pub gso: Option<Gso>,
 }
 
 impl fmt::Debug for Packet {
@@ -131,6 +144,7 @@ impl fmt::Debug for Packet {
             .field("dst", &self.dst())
             .field("src", &self.src())
             .field("csum", &self.csum)
+            .field("gso", &self.gso)
             .finish()
     }
 }
@@ -138,7 +152,11 @@ impl fmt::Debug for Packet {
 impl Packet {
     /// A complete (fully checksummed) frame.
     pub fn new(data: Vec<u8>) -> Self {
-        Self { data, csum: None }
+        Self {
+            data,
+            csum: None,
+            gso: None,
+        }
     }
 
     fn mac_at(&self, at: usize) -> Option<MacAddr> {
@@ -324,6 +342,7 @@ mod tests {
                 start: 34,
                 offset: 6,
             }),
+            gso: None,
         };
         let h1 = p.flow_hash();
         p.complete_checksum();
@@ -358,6 +377,7 @@ mod tests {
         let mut p = Packet {
             data: f.clone(),
             csum,
+            gso: None,
         };
         assert!(p.preceding_checksums_ok());
         p.data[30] ^= 1;
@@ -386,6 +406,7 @@ mod tests {
                 start: 1,
                 offset: 1,
             }),
+            gso: None,
         };
         assert_eq!((p.dst(), p.src(), p.vlan_id()), (None, None, None));
         let _ = p.flow_hash();

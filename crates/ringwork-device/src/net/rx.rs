@@ -18,8 +18,19 @@
 //! header checksum, [`Packet::preceding_checksums_ok`]; §5.1.9.4.1 item
 //! 1); otherwise the device completes the checksum in software and sets
 //! `flags` to 0 (§5.1.9.4.1: without GUEST_CSUM, flags
-//! are zero and the packet fully checksummed). `gso_type` is always NONE
-//! (no GUEST_TSO/UFO/USO offered).
+//! are zero and the packet fully checksummed).
+//!
+//! Segmentation offload (only on a backend that supports it,
+//! [`NetBackend::offloads`]): a GSO frame from the backend is delivered
+//! whole, with its `gso_type`, `hdr_len`, `gso_size` and NEEDS_CSUM, to a
+//! driver that negotiated the GUEST_TSO4/TSO6/UFO/USO feature for its
+//! type (and GUEST_ECN for the ECN bit); it is bounded by
+//! [`MAX_GSO_FRAME_LEN`] instead of the MTU. Any other GSO frame, and a
+//! frame whose offload fields do not fit it, is dropped
+//! (`rx_offload_refused`); the device does not segment (§5.1.9.4.1: no
+//! GSO type the driver did not negotiate, and GSO only with NEEDS_CSUM).
+//!
+//! [`NetBackend::offloads`]: super::NetBackend::offloads
 //!
 //! Receive buffer exhaustion: the worker holds one frame and waits for
 //! the driver to add buffers (it stops watching the backend meanwhile);
@@ -40,7 +51,8 @@ use ringwork_spec::net::*;
 
 use super::device::{has, Shared};
 use super::filter::RxFilter;
-use super::packet::{Packet, ETH_HLEN, MAX_FRAME_LEN, VLAN_HLEN};
+use super::gso::{Offloads, VnetHdr};
+use super::packet::{Packet, ETH_HLEN, MAX_FRAME_LEN, MAX_GSO_FRAME_LEN, VLAN_HLEN};
 use super::stats::{add, bump};
 use crate::model::{DeviceError, QueueCtx, QueueSet, QueueWorker};
 
@@ -59,6 +71,8 @@ pub(super) struct RxWorker {
     hdr_len: usize,
     mrg: bool,
     guest_csum: bool,
+    /// What the driver accepts (GUEST_ features negotiated).
+    guest: Offloads,
     /// Largest frame passed on (untagged; a VLAN tag adds four bytes).
     max_frame: usize,
     filter: RxFilter,
@@ -100,6 +114,7 @@ impl RxWorker {
             hdr_len: net_hdr_len(|b| has(features, b)),
             mrg: has(features, VIRTIO_NET_F_MRG_RXBUF),
             guest_csum: has(features, VIRTIO_NET_F_GUEST_CSUM),
+            guest: Offloads::from_guest_features(features),
             max_frame,
             filter,
             filter_gen,
@@ -146,12 +161,23 @@ impl RxWorker {
                 bump(&st.rx_filtered);
                 continue;
             }
+            if p.check_offloads().is_err() || !self.guest.allows(p.gso) {
+                bump(&st.rx_offload_refused);
+                continue;
+            }
             let tag = if p.vlan_id().is_some() { VLAN_HLEN } else { 0 };
-            if p.data.len() > self.max_frame + tag || p.data.len() > MAX_FRAME_LEN {
+            let limit = match p.gso {
+                Some(_) => self.shared.max_frame_len.min(MAX_GSO_FRAME_LEN),
+                None => (self.max_frame + tag).min(MAX_FRAME_LEN),
+            };
+            if p.data.len() > limit {
                 bump(&st.rx_oversized);
                 continue;
             }
-            if !self.guest_csum || !p.preceding_checksums_ok() {
+            // A GSO frame keeps its request (the guest negotiated GUEST_CSUM
+            // with any GUEST_ GSO feature; no preceding checksums are
+            // vouched for with GSO, §5.1.9.4).
+            if p.gso.is_none() && (!self.guest_csum || !p.preceding_checksums_ok()) {
                 p.complete_checksum();
             }
             return Some(p);
@@ -160,15 +186,8 @@ impl RxWorker {
 
     /// The header for `p` spread over `num_buffers` buffers.
     fn header(&self, p: &Packet, num_buffers: u16) -> [u8; NET_HDR_SIZE] {
-        let mut b = [0u8; NET_HDR_SIZE];
-        let mut h = NetHdr::new_unchecked(&mut b[..]);
-        if let Some(c) = p.csum {
-            h.set_flags(VIRTIO_NET_HDR_F_NEEDS_CSUM);
-            h.set_csum_start(c.start);
-            h.set_csum_offset(c.offset);
-        }
-        h.set_gso_type(VIRTIO_NET_HDR_GSO_NONE);
-        h.set_num_buffers(num_buffers);
+        let mut b = VnetHdr::of(p).to_bytes();
+        NetHdr::new_unchecked(&mut b[..]).set_num_buffers(num_buffers);
         b
     }
 
@@ -317,6 +336,9 @@ impl QueueWorker for RxWorker {
                 Ok(Outcome::Delivered) => {
                     bump(&self.shared.stats.rx_packets);
                     add(&self.shared.stats.rx_bytes, p.data.len() as u64);
+                    if p.gso.is_some() {
+                        bump(&self.shared.stats.rx_gso);
+                    }
                 }
                 Ok(Outcome::Dropped) => bump(&self.shared.stats.rx_buffer_too_small),
                 Ok(Outcome::NoBuffers) => {

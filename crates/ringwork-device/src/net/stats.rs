@@ -18,6 +18,9 @@ pub(super) struct Counters {
     pub rx_oversized: AtomicU64,
     pub rx_buffer_too_small: AtomicU64,
     pub rx_inactive_queue: AtomicU64,
+    pub tx_gso: AtomicU64,
+    pub rx_gso: AtomicU64,
+    pub rx_offload_refused: AtomicU64,
     pub ctrl_ok: AtomicU64,
     pub ctrl_err: AtomicU64,
 }
@@ -39,8 +42,10 @@ pub struct NetStats {
     pub tx_bytes: u64,
     /// Transmit chains dropped as malformed: a header shorter than the
     /// negotiated one, a frame shorter than an Ethernet header or longer
-    /// than [`MAX_FRAME_LEN`](super::MAX_FRAME_LEN), a GSO type that was
-    /// not offered, checksum offsets outside the frame.
+    /// than [`MAX_FRAME_LEN`](super::MAX_FRAME_LEN) (a GSO frame: than
+    /// [`MAX_GSO_FRAME_LEN`](super::MAX_GSO_FRAME_LEN)), a GSO type that
+    /// was not negotiated, checksum offsets outside the frame, other
+    /// offload fields that do not fit ([`BadOffload`](super::BadOffload)).
     pub tx_malformed: u64,
     /// Frames the backend refused ([`SendError`](super::SendError)).
     pub tx_backend_dropped: u64,
@@ -58,6 +63,16 @@ pub struct NetStats {
     pub rx_buffer_too_small: u64,
     /// Frames for a queue pair the driver does not use (dropped).
     pub rx_inactive_queue: u64,
+    /// Of `tx_packets`, GSO frames (the driver's HOST_TSO4/TSO6/UFO/USO
+    /// segmentation requests, passed to the backend unsegmented).
+    pub tx_gso: u64,
+    /// Of `rx_packets`, GSO frames (delivered unsegmented to a driver
+    /// that negotiated the GUEST_ feature for them).
+    pub rx_gso: u64,
+    /// Frames from the backend dropped for their offloads: a GSO type the
+    /// driver did not negotiate, or malformed offload fields
+    /// ([`BadOffload`](super::BadOffload)).
+    pub rx_offload_refused: u64,
     /// Control commands acknowledged with VIRTIO_NET_OK.
     pub ctrl_ok: u64,
     /// Control commands answered with VIRTIO_NET_ERR.
@@ -79,6 +94,9 @@ impl Counters {
             rx_oversized: g(&self.rx_oversized),
             rx_buffer_too_small: g(&self.rx_buffer_too_small),
             rx_inactive_queue: g(&self.rx_inactive_queue),
+            tx_gso: g(&self.tx_gso),
+            rx_gso: g(&self.rx_gso),
+            rx_offload_refused: g(&self.rx_offload_refused),
             ctrl_ok: g(&self.ctrl_ok),
             ctrl_err: g(&self.ctrl_err),
         }

@@ -8,12 +8,18 @@
 //! What is refused (the chain completes, the frame is dropped and counted
 //! in `tx_malformed`): a readable part shorter than the negotiated header,
 //! a frame shorter than an Ethernet header or longer than
-//! [`MAX_FRAME_LEN`], a `gso_type` other than NONE (no HOST_TSO/UFO/USO is
-//! offered; the ECN bit alone is ignored), or a NEEDS_CSUM request whose
-//! checksum field lies outside the frame. Flag bits the device does not
-//! know are ignored, and `csum_start`/`csum_offset` are used only with
-//! NEEDS_CSUM (§5.1.9.2.2). A backend that cannot take a frame drops it
-//! (`tx_backend_dropped`): transmission never waits on a peer.
+//! [`MAX_FRAME_LEN`] (a GSO frame: than [`MAX_GSO_FRAME_LEN`], on a
+//! backend with segmentation offload), a `gso_type` other than NONE whose
+//! HOST_TSO4/TSO6/UFO/USO (and, with the ECN bit, HOST_ECN) feature was
+//! not negotiated (the ECN bit alone is ignored), or offload fields that
+//! do not fit the frame ([`BadOffload`]: a NEEDS_CSUM checksum field
+//! outside it, a GSO frame without NEEDS_CSUM, with `gso_size` 0 or
+//! `hdr_len` past its end). Flag bits the device does not know are
+//! ignored, `csum_start`/`csum_offset` are used only with NEEDS_CSUM and
+//! `hdr_len` only as the hint passed on with a GSO frame (§5.1.9.2.2). A
+//! GSO frame goes to the backend whole, with its header fields. A backend
+//! that cannot take a frame drops it (`tx_backend_dropped`): transmission
+//! never waits on a peer.
 //!
 //! Trust and panic contract: chains are driver-controlled and read only
 //! through the chain reader; a chain outside guest memory breaks the
@@ -25,7 +31,8 @@ use ringwork_queue::device::{DescChain, UsedToken};
 use ringwork_spec::net::*;
 
 use super::device::{has, Shared};
-use super::packet::{Packet, PartialCsum, ETH_HLEN, MAX_FRAME_LEN};
+use super::gso::{BadOffload, Offloads, VnetHdr};
+use super::packet::{Packet, ETH_HLEN, MAX_FRAME_LEN, MAX_GSO_FRAME_LEN};
 use super::stats::{add, bump};
 use crate::model::{DeviceError, QueueCtx, QueueSet, QueueWorker};
 
@@ -38,33 +45,14 @@ pub(super) struct TxWorker {
     pair: u16,
     queue: u16,
     hdr_len: usize,
+    /// What the driver may send (HOST_ features negotiated).
+    host: Offloads,
     chain: DescChain,
     done: Vec<(UsedToken, u32)>,
     /// Frames read from `done`'s chains, for the backend.
     out: Vec<Packet>,
-    /// Scratch: their lengths.
-    lens: Vec<u64>,
-}
-
-/// The part of the transmit header the device uses.
-pub(super) struct TxHeader {
-    pub flags: u8,
-    pub gso_type: u8,
-    pub csum_start: u16,
-    pub csum_offset: u16,
-}
-
-impl TxHeader {
-    /// Parses the first ten bytes (common to every header size).
-    pub fn parse(b: &[u8]) -> Option<Self> {
-        let h = NetHdrLegacy::new_checked(b.get(..NET_HDR_LEGACY_SIZE)?).ok()?;
-        Some(Self {
-            flags: h.flags(),
-            gso_type: h.gso_type(),
-            csum_start: h.csum_start(),
-            csum_offset: h.csum_offset(),
-        })
-    }
+    /// Scratch: their lengths and whether each is a GSO frame.
+    lens: Vec<(u64, bool)>,
 }
 
 /// Why a transmit chain was refused.
@@ -74,33 +62,30 @@ pub(super) enum TxRefusal {
     ShortFrame,
     LongFrame,
     Gso,
-    CsumOutside,
+    Offload(BadOffload),
 }
 
-/// Builds the packet from a header and a frame, or says why not.
-pub(super) fn packet_from(hdr: &TxHeader, frame: Vec<u8>) -> Result<Packet, TxRefusal> {
+/// Builds the packet from a header and a frame, or says why not; `host`
+/// is what the driver may send ([`Offloads::from_host_features`]).
+pub(super) fn packet_from(
+    hdr: &VnetHdr,
+    frame: Vec<u8>,
+    host: &Offloads,
+) -> Result<Packet, TxRefusal> {
     if frame.len() < ETH_HLEN {
         return Err(TxRefusal::ShortFrame);
     }
-    if gso_protocol(hdr.gso_type) != VIRTIO_NET_HDR_GSO_NONE
-        || hdr.gso_type & (VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4 | VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV6)
-            != 0
-    {
+    let p = hdr.into_packet(frame).map_err(|e| match e {
+        BadOffload::GsoType(_) => TxRefusal::Gso,
+        e => TxRefusal::Offload(e),
+    })?;
+    if !host.allows(p.gso) {
         return Err(TxRefusal::Gso);
     }
-    let csum = if hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
-        let c = PartialCsum {
-            start: hdr.csum_start,
-            offset: hdr.csum_offset,
-        };
-        if !c.fits(frame.len()) {
-            return Err(TxRefusal::CsumOutside);
-        }
-        Some(c)
-    } else {
-        None
-    };
-    Ok(Packet { data: frame, csum })
+    if p.gso.is_none() && p.data.len() > MAX_FRAME_LEN {
+        return Err(TxRefusal::LongFrame);
+    }
+    Ok(p)
 }
 
 impl TxWorker {
@@ -110,6 +95,7 @@ impl TxWorker {
             pair,
             queue: 2 * pair + 1,
             hdr_len: net_hdr_len(|b| has(features, b)),
+            host: Offloads::from_host_features(features),
             chain: DescChain::new(),
             done: Vec::with_capacity(BATCH),
             out: Vec::with_capacity(BATCH),
@@ -124,7 +110,7 @@ impl TxWorker {
             return Ok(Err(TxRefusal::ShortHeader));
         }
         let len = total - self.hdr_len;
-        if len > MAX_FRAME_LEN {
+        if len > self.shared.max_frame_len.min(MAX_GSO_FRAME_LEN) {
             return Ok(Err(TxRefusal::LongFrame));
         }
         let mut r = self.chain.reader(q.mem());
@@ -139,10 +125,10 @@ impl TxWorker {
             Ok(_) => return Ok(Err(TxRefusal::ShortFrame)),
             Err(e) => return Err(q.chain_error(e)),
         }
-        let Some(h) = TxHeader::parse(hdr) else {
+        let Some(h) = VnetHdr::parse(hdr) else {
             return Ok(Err(TxRefusal::ShortHeader));
         };
-        Ok(packet_from(&h, frame))
+        Ok(packet_from(&h, frame, &self.host))
     }
 
     /// Hands the frames read so far to the backend, then completes their
@@ -152,8 +138,11 @@ impl TxWorker {
         if !self.out.is_empty() {
             let st = &self.shared.stats;
             self.lens.clear();
-            self.lens
-                .extend(self.out.iter().map(|p| p.data.len() as u64));
+            self.lens.extend(
+                self.out
+                    .iter()
+                    .map(|p| (p.data.len() as u64, p.gso.is_some())),
+            );
             let taken = self
                 .shared
                 .backend
@@ -161,7 +150,9 @@ impl TxWorker {
                 .min(self.lens.len());
             self.out.clear();
             add(&st.tx_packets, taken as u64);
-            add(&st.tx_bytes, self.lens.iter().take(taken).sum());
+            let sent = &self.lens[..taken];
+            add(&st.tx_bytes, sent.iter().map(|l| l.0).sum());
+            add(&st.tx_gso, sent.iter().filter(|l| l.1).count() as u64);
             add(&st.tx_backend_dropped, (self.lens.len() - taken) as u64);
         }
         let r = q.add_used_batch(&self.done);
