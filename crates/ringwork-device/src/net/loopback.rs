@@ -124,7 +124,9 @@ impl NetBackend for Loopback {
         let dropped = packets.len();
         packets.clear();
         self.reflected.fetch_add(taken as u64, Ordering::Relaxed);
-        self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        }
         if was_empty && taken > 0 {
             ring.bell.ring();
         }

@@ -73,6 +73,7 @@ mod gso;
 mod loopback;
 mod options;
 mod packet;
+mod pool;
 mod rx;
 mod stats;
 mod switch;

@@ -31,6 +31,7 @@ use ringwork_queue::device::{DescChain, UsedToken};
 use ringwork_spec::net::*;
 
 use super::device::{has, Shared};
+use super::pool;
 use super::gso::{BadOffload, Offloads, VnetHdr};
 use super::packet::{Packet, ETH_HLEN, MAX_FRAME_LEN, MAX_GSO_FRAME_LEN};
 use super::stats::{add, bump};
@@ -119,7 +120,7 @@ impl TxWorker {
         if let Err(e) = r.read(hdr) {
             return Err(q.chain_error(e));
         }
-        let mut frame = vec![0u8; len];
+        let mut frame = pool::take(len);
         match r.read(&mut frame) {
             Ok(n) if n == len => {}
             Ok(_) => return Ok(Err(TxRefusal::ShortFrame)),

@@ -143,6 +143,14 @@ impl Connection {
                 // with both wrap counters 0 has descriptor 0 marked used (it
                 // was used in the previous lap), so the two cannot be confused.
                 pos = QueuePosition::default();
+            } else if v.base >> 16 == 0 {
+                // The 16-bit encoding (DPDK's virtio-user sends 0x8000 for a
+                // new ring): only the avail offset and wrap counter. Such
+                // frontends start and stop rings with nothing in flight, so
+                // the used position is the avail position (as DPDK's vhost
+                // library reads it). In-flight records, below, override.
+                pos.next_used = pos.next_avail;
+                pos.used_wrap = pos.avail_wrap;
             }
             if let Some(area) = &self.inflight {
                 // Copies of the in-flight chains' descriptors, and the used

@@ -1,0 +1,87 @@
+//! Frame buffers recycled per thread: the transmit path takes a buffer to
+//! copy a frame into, the receive path gives it back once the frame is
+//! delivered. When a device's queues share a thread ([`NetWorkers`]) a
+//! steady stream allocates nothing; across threads the pool of the
+//! receiving thread fills up to [`POOL_FRAMES`] and the rest is freed.
+//!
+//! Only buffers up to [`POOL_BUFFER_MAX`] bytes of capacity are kept, so
+//! a burst of 64 KiB GSO frames does not pin memory.
+//!
+//! Panic contract: nothing here panics (a pool being used re-entrantly,
+//! which cannot happen, would just allocate).
+//!
+//! [`NetWorkers`]: super::NetWorkers
+
+use std::cell::RefCell;
+
+/// Buffers a thread keeps at most.
+pub const POOL_FRAMES: usize = 512;
+/// Largest capacity kept.
+pub const POOL_BUFFER_MAX: usize = 2048;
+
+thread_local! {
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A zeroed buffer of `len` bytes, recycled when one is at hand.
+pub(super) fn take(len: usize) -> Vec<u8> {
+    if len <= POOL_BUFFER_MAX {
+        let reused = POOL
+            .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+            .ok()
+            .flatten();
+        if let Some(mut v) = reused {
+            v.clear();
+            v.resize(len, 0);
+            return v;
+        }
+        let mut v = Vec::with_capacity(len.max(256));
+        v.resize(len, 0);
+        return v;
+    }
+    vec![0u8; len]
+}
+
+/// Gives a buffer back (or frees it when the pool is full or it is big).
+pub(super) fn give(v: Vec<u8>) {
+    if v.capacity() > POOL_BUFFER_MAX || v.capacity() == 0 {
+        return;
+    }
+    let _ = POOL.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            if p.len() < POOL_FRAMES {
+                p.push(v);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycles_small_buffers_zeroed() {
+        let mut a = take(100);
+        assert_eq!(a.len(), 100);
+        a.fill(0xaa);
+        let ptr = a.as_ptr();
+        give(a);
+        let b = take(60);
+        assert_eq!(b.as_ptr(), ptr, "reused");
+        assert!(b.iter().all(|&x| x == 0), "zeroed");
+        give(b);
+        // Big buffers are not kept.
+        give(take(POOL_BUFFER_MAX + 1));
+        POOL.with(|p| assert!(p.borrow().iter().all(|v| v.capacity() <= POOL_BUFFER_MAX)));
+    }
+
+    #[test]
+    fn bounded() {
+        let bufs: Vec<Vec<u8>> = (0..POOL_FRAMES + 10).map(|_| take(64)).collect();
+        for b in bufs {
+            give(b);
+        }
+        POOL.with(|p| assert_eq!(p.borrow().len(), POOL_FRAMES));
+    }
+}
