@@ -88,8 +88,22 @@ fn frames_circle(packed: bool) {
         u8::from(packed)
     );
     let mut pmd = Command::new(bin)
-        .args(["--no-huge", "-m", "256", "--no-pci", "--file-prefix", &prefix])
-        .args(["--vdev", &vdev, "--", "-i", "--nb-cores=1", "--forward-mode=io"])
+        .args([
+            "--no-huge",
+            "-m",
+            "256",
+            "--no-pci",
+            "--file-prefix",
+            &prefix,
+        ])
+        .args([
+            "--vdev",
+            &vdev,
+            "--",
+            "-i",
+            "--nb-cores=1",
+            "--forward-mode=io",
+        ])
         .arg("--total-num-mbufs=16384")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -50,10 +50,10 @@ use ringwork_queue::device::{DescChain, UsedToken};
 use ringwork_spec::net::*;
 
 use super::device::{has, Shared};
-use super::pool;
 use super::filter::RxFilter;
 use super::gso::{Offloads, VnetHdr};
 use super::packet::{Packet, ETH_HLEN, MAX_FRAME_LEN, MAX_GSO_FRAME_LEN, VLAN_HLEN};
+use super::pool;
 use super::stats::{add, bump};
 use crate::model::{DeviceError, QueueCtx, QueueSet, QueueWorker};
 

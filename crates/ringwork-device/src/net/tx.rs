@@ -31,9 +31,9 @@ use ringwork_queue::device::{DescChain, UsedToken};
 use ringwork_spec::net::*;
 
 use super::device::{has, Shared};
-use super::pool;
 use super::gso::{BadOffload, Offloads, VnetHdr};
 use super::packet::{Packet, ETH_HLEN, MAX_FRAME_LEN, MAX_GSO_FRAME_LEN};
+use super::pool;
 use super::stats::{add, bump};
 use crate::model::{DeviceError, QueueCtx, QueueSet, QueueWorker};
 
