@@ -37,7 +37,9 @@ struct Ring {
     bell: Doorbell,
 }
 
-/// The reflecting backend (see the [module docs](self)).
+/// The reflecting backend: what a device sends on a pair comes back on
+/// that pair, through a bounded ring of [`LOOPBACK_FRAMES`] frames per pair
+/// (a full ring refuses; the device counts a transmit drop).
 pub struct Loopback {
     rings: Vec<Ring>,
     reflected: AtomicU64,
