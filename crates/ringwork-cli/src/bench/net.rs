@@ -34,7 +34,12 @@ use ringwork_driver::{RingPreference, SetupError as DriverSetupError};
 use ringwork_queue::RingFormat;
 use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_NET};
 use ringwork_spec::features::FeatureSet;
+use ringwork_spec::net::{
+    VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MQ, VIRTIO_NET_F_MTU,
+    VIRTIO_NET_F_SPEED_DUPLEX, VIRTIO_NET_F_STATUS,
+};
 use ringwork_transport::driver::{Transport, TransportError};
+use ringwork_vhost_user::msg::protocol;
 use ringwork_vhost_user::{SharedMemory, TransportOptions, VhostUserTransport};
 use serde_json::{json, Value};
 
@@ -255,6 +260,21 @@ fn setup(a: &NetArgs) -> anyhow::Result<Driver> {
     let transport = VhostUserTransport::connect(path, topts)
         .map_err(|e| setup_err(format!("connecting to {}: {e}", path.display())))?;
     let mem = transport.memory().clone();
+    // The benchmark needs no controlq. A backend without a configuration
+    // space (no VHOST_USER_PROTOCOL_F_CONFIG, e.g. DPDK's vhost library,
+    // where the VMM owns the config) reads as zeros: do not accept the
+    // features whose fields would then be read (§5.1.4), and let the
+    // driver generate an address.
+    let mut withhold = vec![VIRTIO_NET_F_CTRL_VQ];
+    if !transport.has_protocol(protocol::CONFIG) {
+        withhold.extend([
+            VIRTIO_NET_F_MAC,
+            VIRTIO_NET_F_MTU,
+            VIRTIO_NET_F_STATUS,
+            VIRTIO_NET_F_SPEED_DUPLEX,
+            VIRTIO_NET_F_MQ,
+        ]);
+    }
     let nopts = NetOptions {
         queue_pairs: 1,
         queue_size: a.queue_size,
@@ -263,7 +283,7 @@ fn setup(a: &NetArgs) -> anyhow::Result<Driver> {
         } else {
             RingPreference::Split
         },
-        withhold: FeatureSet::EMPTY,
+        withhold: FeatureSet::from_bits(&withhold),
         ..NetOptions::default()
     };
     let drv = NetDriver::new(transport, mem, nopts).map_err(|e| match e {
