@@ -80,6 +80,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Check(a) => check::run(a),
         Command::Bench(bench::BenchCommand::Blk(a)) => bench::run(a),
+        Command::Bench(bench::BenchCommand::Net(a)) => bench::net::run(a),
         Command::Demo(a) => demo::run(a),
     }
 }

@@ -47,7 +47,7 @@ fn testpmd() -> &'static str {
         .is_ok();
     assert!(
         ok,
-        "dpdk-testpmd not found: install the Debian package `dpdk` (apt-get install -y dpdk)"
+        "dpdk-testpmd not found: install the Debian packages `dpdk` and `dpdk-dev` (apt-get install -y dpdk dpdk-dev; dpdk-dev has dpdk-testpmd)"
     );
     "dpdk-testpmd"
 }

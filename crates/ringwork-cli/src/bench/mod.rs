@@ -9,10 +9,14 @@
 //! error status, the backend closed the connection or stopped answering),
 //! 2 bad command line, 3 setup failed (no backend on the socket, not a
 //! block device, `--packed` without packed rings, too many queues).
+//!
+//! `ringwork bench net` (packets per second of the network driver in
+//! io-forward mode) is in [`net`].
 
 mod cpu;
 mod engine;
 mod hist;
+pub mod net;
 pub mod report;
 
 use std::path::PathBuf;
@@ -26,6 +30,9 @@ pub use report::BenchResult;
 pub enum BenchCommand {
     /// Benchmark a block backend (like fio, over vhost-user).
     Blk(BenchArgs),
+    /// Packets per second of ringwork's network driver against a
+    /// vhost-user net backend (io-forward, like testpmd).
+    Net(net::NetArgs),
 }
 
 /// The access pattern.

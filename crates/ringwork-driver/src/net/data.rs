@@ -251,6 +251,21 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
         r.map(|()| n)
     }
 
+    /// Busy-poll mode for every receive queue: with `on`, the driver asks
+    /// the device not to send used buffer notifications (§2.7.7.1:
+    /// `VIRTQ_AVAIL_F_NO_INTERRUPT`, or `used_event` out of reach with
+    /// `VIRTIO_F_EVENT_IDX`; §2.8.10 for packed rings) and an empty
+    /// [`Self::recv_into`] / [`Self::recv_batch`] no longer re-arms them, so
+    /// a device that polls its rings never has to signal. Off (the default):
+    /// an empty receive re-arms notifications, so interrupts wake a waiter.
+    /// [`Self::recv_wait`] re-arms for its own wait either way. Transmit
+    /// queues never ask for notifications (§5.1.9.2.3).
+    pub fn set_rx_polling(&mut self, on: bool) {
+        for q in self.state.rx.iter_mut() {
+            q.set_polling(on);
+        }
+    }
+
     /// Waits (bounded, [`Transport::wait_interrupt`]) for the next frame of
     /// receiveq `pair` and copies it into `buf` (see [`Self::recv_into`]).
     pub fn recv_wait(&mut self, pair: u16, buf: &mut [u8]) -> Result<RxInfo, RecvError> {
@@ -265,7 +280,12 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
             .rx
             .get_mut(usize::from(pair))
             .ok_or(RecvError::NoSuchPair { pair, pairs })?;
+        let polling = q.polling();
+        q.set_polling(false);
         let r = wait_for(transport, irq, || take_next(q, buf));
+        if polling {
+            q.set_polling(true);
+        }
         q.kick(transport)?;
         r
     }

@@ -54,6 +54,9 @@ pub(crate) struct RxQueue<D: Dma> {
     /// The header of the frame being gathered.
     hdr: RxHdr,
     broken: bool,
+    /// Busy-polled: used buffer notifications stay suppressed, an empty
+    /// queue does not re-arm them.
+    polling: bool,
 }
 
 impl<D: Dma> RxQueue<D> {
@@ -75,6 +78,7 @@ impl<D: Dma> RxQueue<D> {
             expected: 0,
             hdr: parse_rx(&[]),
             broken: false,
+            polling: false,
         })
     }
 
@@ -116,6 +120,21 @@ impl<D: Dma> RxQueue<D> {
         self.vq.outstanding()
     }
 
+    /// Busy-poll mode on or off: on suppresses used buffer notifications
+    /// now and keeps them suppressed (§2.7.7, §2.8.10); off lets the next
+    /// empty poll re-arm them.
+    pub(crate) fn set_polling(&mut self, on: bool) {
+        self.polling = on;
+        if on {
+            self.vq.disable_callbacks();
+        }
+    }
+
+    /// Whether the queue is in busy-poll mode.
+    pub(crate) fn polling(&self) -> bool {
+        self.polling
+    }
+
     /// Notifies the device if it wants a notification.
     pub(crate) fn kick<T: Transport + ?Sized>(&mut self, t: &mut T) -> Result<(), RecvError> {
         kick(t, &mut self.vq).map_err(|e| self.queue_err(e))
@@ -137,7 +156,12 @@ impl<D: Dma> RxQueue<D> {
             if self.expected != 0 && self.parts.len() >= usize::from(self.expected) {
                 return Ok(Some(self.frame_info()));
             }
-            let used = match pop_or_arm(&mut self.vq) {
+            let popped = if self.polling {
+                self.vq.pop_used()
+            } else {
+                pop_or_arm(&mut self.vq)
+            };
+            let used = match popped {
                 Ok(Some(u)) => u,
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(self.fail(self.queue_err(e))),
@@ -278,5 +302,8 @@ impl<D: Dma> RxQueue<D> {
         self.parts.clear();
         self.expected = 0;
         self.broken = false;
+        if self.polling {
+            self.vq.disable_callbacks();
+        }
     }
 }

@@ -215,12 +215,14 @@ impl PackedRing {
         event_idx: bool,
         size: u16,
     ) -> Result<bool, OutOfBounds> {
-        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         let new = (self.avail_pos, self.avail_wrap);
         let old = self.kicked;
         if new == old {
+            // Nothing made available since the last check: no notification,
+            // and no fence needed.
             return Ok(false);
         }
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         self.kicked = new;
         let dev = Self::device_event_off(size);
         let flags = mem.read_u16(dev + 2)? & p::RING_EVENT_FLAGS_MASK;

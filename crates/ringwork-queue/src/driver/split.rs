@@ -29,6 +29,9 @@ pub(crate) struct SplitRing {
     avail_idx: u16,
     kicked_idx: u16,
     last_used: u16,
+    /// The device's `used.idx` as last read (and checked): entries up to
+    /// it are visible, so they are taken without reading `idx` again.
+    used_seen: u16,
 }
 
 #[inline]
@@ -72,6 +75,7 @@ impl SplitRing {
             avail_idx: 0,
             kicked_idx: 0,
             last_used: 0,
+            used_seen: 0,
         }
     }
 
@@ -88,6 +92,7 @@ impl SplitRing {
         self.avail_idx = 0;
         self.kicked_idx = 0;
         self.last_used = 0;
+        self.used_seen = 0;
     }
 
     pub(crate) fn addresses(&self, base: u64) -> QueueAddresses {
@@ -206,10 +211,23 @@ impl SplitRing {
             return self.finish(common, id, len);
         }
         let used = mem.subslice(self.used_off, s::used_ring_size(self.size))?;
-        let idx = used.load_u16_acquire(s::USED_IDX_OFFSET)?;
-        if idx == self.last_used {
-            return Ok(None);
+        if self.used_seen == self.last_used {
+            // Everything seen was taken: read (acquire) the device's index.
+            let idx = used.load_u16_acquire(s::USED_IDX_OFFSET)?;
+            if idx == self.last_used {
+                return Ok(None);
+            }
+            if idx.wrapping_sub(self.last_used) > common.outstanding {
+                return Err(UsedError::BadUsedIndex {
+                    last: self.last_used,
+                    idx,
+                    outstanding: common.outstanding,
+                });
+            }
+            self.used_seen = idx;
         }
+        // Checked against `outstanding` when read; both shrink together.
+        let idx = self.used_seen;
         let pending = idx.wrapping_sub(self.last_used);
         let bad_index = UsedError::BadUsedIndex {
             last: self.last_used,
@@ -256,11 +274,13 @@ impl SplitRing {
         event_idx: bool,
         size: u16,
     ) -> Result<bool, OutOfBounds> {
-        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         let (new, old) = (self.avail_idx, self.kicked_idx);
         if new == old {
+            // Nothing made available since the last check: no notification,
+            // and no fence needed.
             return Ok(false);
         }
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         self.kicked_idx = new;
         let need = if event_idx {
             let ev = mem.read_u16(self.used_off + s::avail_event_offset(size))?;
