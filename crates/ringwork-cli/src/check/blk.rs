@@ -25,7 +25,7 @@ use ringwork_spec::features::{
     FeatureSet, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_IN_ORDER,
     VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1,
 };
-use ringwork_transport::driver::{self, Transport};
+use ringwork_transport::driver;
 use ringwork_vhost_user::msg::protocol;
 use ringwork_vhost_user::transport::BLK_CONFIG_PROBE;
 use ringwork_vhost_user::VhostUserTransport;
@@ -35,7 +35,7 @@ use super::blk_req::{requests, REQUEST_CHECKS};
 use super::blk_ring::{self, Fmt};
 use super::common::{
     check_driver_ok, check_reset_status, compare, feature_checks, features_ok_outcome,
-    first_problem, offered_features, Ctx,
+    first_problem, offered_features, read_config_for, skip_all, Ctx,
 };
 use super::report::Outcome;
 
@@ -71,12 +71,6 @@ const RESET_CHECKS: &[(&str, &str, &str)] = &[
         "after a reset the device initializes again and still holds the data written before it",
     ),
 ];
-
-fn skip_checks(ctx: &mut Ctx, checks: &[(&str, &'static str, &str)], why: &str) {
-    for &(id, sec, desc) in checks {
-        ctx.record(id, sec, desc, Ok(Outcome::Skip(why.into())));
-    }
-}
 
 /// Runs the block suite; `t` is the identifying connection.
 pub(crate) fn run(ctx: &mut Ctx, mut t: VhostUserTransport) {
@@ -158,20 +152,8 @@ fn config_checks(ctx: &mut Ctx, t: &mut VhostUserTransport, f: FeatureSet) {
         ("blk.config.write-zeroes", "§5.2.4", "max_write_zeroes_sectors and max_write_zeroes_seg are not 0 (VIRTIO_BLK_F_WRITE_ZEROES)"),
         ("blk.config.padding", "§5.2.5.2", "padding bytes unused0 and unused1 are 0"),
     ];
-    if !t.has_protocol(protocol::CONFIG) {
-        return skip_checks(
-            ctx,
-            IDS,
-            "backend lacks VHOST_USER_PROTOCOL_F_CONFIG: the configuration space is not readable",
-        );
-    }
     let mut bytes = [0u8; BLK_CONFIG_SIZE];
-    t.read_config(0, &mut bytes[..BLK_CONFIG_PROBE as usize]);
-    if let Some(e) = t.error() {
-        let e = e.to_owned();
-        for &(id, sec, desc) in IDS {
-            ctx.record(id, sec, desc, Ok(Outcome::Fail(format!("GET_CONFIG: {e}"))));
-        }
+    if !read_config_for(ctx, t, IDS, &mut bytes[..BLK_CONFIG_PROBE as usize]) {
         return;
     }
     let c = BlkConfig::new_unchecked(&bytes[..]);
@@ -317,16 +299,16 @@ fn main_session(ctx: &mut Ctx, t: VhostUserTransport, has_status: bool) {
                 "after initialization the device status reads ACKNOWLEDGE|DRIVER|FEATURES_OK|DRIVER_OK",
                 Ok(Outcome::Skip("not run: initialization failed".into())),
             );
-            skip_checks(ctx, REQUEST_CHECKS, "not run: initialization failed");
-            skip_checks(ctx, RESET_CHECKS, "not run: initialization failed");
+            skip_all(ctx, REQUEST_CHECKS, "not run: initialization failed");
+            skip_all(ctx, RESET_CHECKS, "not run: initialization failed");
             return;
         }
     };
     check_driver_ok(ctx, io.d.transport());
     if io.too_small() {
         let why = format!("the disk is too small (under {} sectors)", 64 * io.chunk);
-        skip_checks(ctx, REQUEST_CHECKS, &why);
-        skip_checks(ctx, RESET_CHECKS, &why);
+        skip_all(ctx, REQUEST_CHECKS, &why);
+        skip_all(ctx, RESET_CHECKS, &why);
         let _ = io.finish(ctx, "main session");
         return;
     }

@@ -163,6 +163,43 @@ fn transport_bit_known(bit: u32) -> bool {
 }
 
 /// Spec names of `bits`, for notes (`names` are the device type's).
+/// Records every check of `checks` (id, section, description) as skipped
+/// for `why`.
+pub(crate) fn skip_all(ctx: &mut Ctx, checks: &[(&str, &'static str, &str)], why: &str) {
+    for &(id, sec, desc) in checks {
+        ctx.record(id, sec, desc, Ok(Outcome::Skip(why.into())));
+    }
+}
+
+/// Reads the configuration space from offset 0 into `buf` for the
+/// configuration checks `checks`; `false` (with every check recorded as
+/// skipped, or failed when GET_CONFIG fails) when there is nothing to
+/// check.
+pub(crate) fn read_config_for(
+    ctx: &mut Ctx,
+    t: &mut VhostUserTransport,
+    checks: &[(&str, &'static str, &str)],
+    buf: &mut [u8],
+) -> bool {
+    if !t.has_protocol(protocol::CONFIG) {
+        skip_all(
+            ctx,
+            checks,
+            "backend lacks VHOST_USER_PROTOCOL_F_CONFIG: the configuration space is not readable",
+        );
+        return false;
+    }
+    t.read_config(0, buf);
+    if let Some(e) = t.error() {
+        let e = e.to_owned();
+        for &(id, sec, desc) in checks {
+            ctx.record(id, sec, desc, Ok(Outcome::Fail(format!("GET_CONFIG: {e}"))));
+        }
+        return false;
+    }
+    true
+}
+
 pub(crate) fn feature_names(bits: FeatureSet, names: &[(u32, &str)]) -> String {
     let v: Vec<String> = bits
         .iter()

@@ -20,13 +20,13 @@ use anyhow::Context as _;
 use ringwork_driver::RingPreference;
 use ringwork_spec::features::{FeatureSet, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1};
 use ringwork_spec::net::*;
-use ringwork_transport::driver::{self, Transport};
+use ringwork_transport::driver;
 use ringwork_vhost_user::msg::protocol;
 use ringwork_vhost_user::VhostUserTransport;
 
 use super::common::{
     check_driver_ok, check_reset_status, feature_checks, features_ok_outcome, first_problem,
-    offered_features, Ctx,
+    offered_features, read_config_for, skip_all, Ctx,
 };
 use super::net_io::{all_features, frame, parse_config, Cfg, Net, RX_BUF};
 use super::report::Outcome;
@@ -94,12 +94,6 @@ const FEATURE_NAMES: &[(u32, &str)] = &[
     (VIRTIO_NET_F_OUT_NET_HEADER, "VIRTIO_NET_F_OUT_NET_HEADER"),
     (VIRTIO_NET_F_IPSEC, "VIRTIO_NET_F_IPSEC"),
 ];
-
-fn skip_all(ctx: &mut Ctx, checks: &[(&str, &'static str, &str)], why: &str) {
-    for &(id, sec, desc) in checks {
-        ctx.record(id, sec, desc, Ok(Outcome::Skip(why.into())));
-    }
-}
 
 /// Runs the network suite; `t` is the identifying connection.
 pub(crate) fn run(ctx: &mut Ctx, mut t: VhostUserTransport) {
@@ -183,20 +177,8 @@ fn config_checks(ctx: &mut Ctx, t: &mut VhostUserTransport, offered: FeatureSet)
         ("net.config.mtu", "§5.1.4.1", "with VIRTIO_NET_F_MTU, `mtu` is at least 68"),
         ("net.config.speed-duplex", "§5.1.4", "with VIRTIO_NET_F_SPEED_DUPLEX, `speed` is 0 to 0x7fffffff or 0xffffffff (unknown) and `duplex` 0x00, 0x01 or 0xff"),
     ];
-    if !t.has_protocol(protocol::CONFIG) {
-        return skip_all(
-            ctx,
-            IDS,
-            "backend lacks VHOST_USER_PROTOCOL_F_CONFIG: the configuration space is not readable",
-        );
-    }
     let mut b = [0u8; NET_CONFIG_SIZE];
-    t.read_config(0, &mut b);
-    if let Some(e) = t.error() {
-        let e = e.to_owned();
-        for &(id, sec, desc) in IDS {
-            ctx.record(id, sec, desc, Ok(Outcome::Fail(format!("GET_CONFIG: {e}"))));
-        }
+    if !read_config_for(ctx, t, IDS, &mut b) {
         return;
     }
     let c = parse_config(&b);

@@ -34,13 +34,13 @@ use ringwork_spec::scsi::{
     VIRTIO_SCSI_T_PARAM_CHANGE, VIRTIO_SCSI_T_TMF_ABORT_TASK, VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET,
     VIRTIO_SCSI_T_TRANSPORT_RESET,
 };
-use ringwork_transport::driver::{self, Transport};
+use ringwork_transport::driver;
 use ringwork_vhost_user::msg::protocol;
 use ringwork_vhost_user::VhostUserTransport;
 
 use super::common::{
     all_but_version_1, check_driver_ok, check_reset_status, feature_checks, features_ok_outcome,
-    first_problem, offered_features, Ctx, Masked,
+    first_problem, offered_features, read_config_for, skip_all, Ctx, Masked,
 };
 use super::report::Outcome;
 use super::scsi_cmd::{describe, is_check, Drv, Lu, Scsi, ILLEGAL_REQUEST};
@@ -70,12 +70,6 @@ pub(crate) fn options(ring: RingPreference, queues: u16) -> ScsiOptions {
         inout: true,
         event_buffers: 8,
         withhold: FeatureSet::EMPTY,
-    }
-}
-
-fn skip_all(ctx: &mut Ctx, checks: &[(&str, &'static str, &str)], why: &str) {
-    for &(id, sec, desc) in checks {
-        ctx.record(id, sec, desc, Ok(Outcome::Skip(why.into())));
     }
 }
 
@@ -166,20 +160,8 @@ fn config_checks(ctx: &mut Ctx, t: &mut VhostUserTransport, offered: FeatureSet)
         ("scsi.config.defaults", "§5.6.4.2", "sense_size reads 96 and cdb_size 32 on a freshly reset device"),
         ("scsi.config.hints", "§5.6.4", "max_channel is 0, max_target at most 255, max_lun at most 16383 (SHOULDs)"),
     ];
-    if !t.has_protocol(protocol::CONFIG) {
-        return skip_all(
-            ctx,
-            IDS,
-            "backend lacks VHOST_USER_PROTOCOL_F_CONFIG: the configuration space is not readable",
-        );
-    }
     let mut bytes = [0u8; SCSI_CONFIG_SIZE];
-    t.read_config(0, &mut bytes);
-    if let Some(e) = t.error() {
-        let e = e.to_owned();
-        for &(id, sec, desc) in IDS {
-            ctx.record(id, sec, desc, Ok(Outcome::Fail(format!("GET_CONFIG: {e}"))));
-        }
+    if !read_config_for(ctx, t, IDS, &mut bytes) {
         return;
     }
     let c = ScsiConfig::new_unchecked(&bytes[..]);
