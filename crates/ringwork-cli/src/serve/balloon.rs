@@ -208,16 +208,17 @@ pub fn command(line: &str, handle: &BalloonHandle) -> String {
     }
 }
 
+/// The counters are read before the memory scan, so `resident` already
+/// reflects every page the counters say was discarded (a report that
+/// arrives in between can only lower it further).
 fn status_line(handle: &BalloonHandle) -> String {
-    let mem = if handle.status().driver_active {
+    let status = handle.status();
+    let mem = if status.driver_active {
         handle.scan_memory(WAIT)
     } else {
         None
     };
-    format_status(
-        &handle.status(),
-        mem.map(|m| (m.resident_bytes, m.total_bytes)),
-    )
+    format_status(&status, mem.map(|m| (m.resident_bytes, m.total_bytes)))
 }
 
 /// The `status` answer for `st` with (resident, total) guest memory.
