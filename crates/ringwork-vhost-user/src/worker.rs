@@ -252,7 +252,12 @@ impl Group {
                 .zip(positions.iter())
                 .any(|(q, p)| q.queue.position() != *p);
         // Re-query the worker's descriptors (it returns only those it can
-        // serve now, so level-triggered readiness cannot spin).
+        // serve now, so level-triggered readiness cannot spin). Only
+        // before the thread may sleep: while polling nothing waits on them
+        // (and the query allocates).
+        if polling {
+            return moved;
+        }
         let now = worker.event_fds();
         if now != *device_fds {
             for fd in device_fds.iter() {

@@ -105,6 +105,17 @@ pub trait NetBackend: Send + Sync {
     /// then only receives when woken for another reason).
     fn rx_fd(&self, pair: u16) -> Option<RawFd>;
 
+    /// Whether the receive worker of `pair` wants [`Self::rx_fd`] to
+    /// become readable when frames arrive. A worker whose host is polling
+    /// the rings says `false` (it looks at the backend on every pass, so
+    /// ringing costs a system call per burst for nothing) and `true` before
+    /// it may sleep again; on `true` the fd must become readable if frames
+    /// already wait. A hint: a backend may keep the fd live regardless.
+    /// Default: nothing to do (the fd is always live).
+    fn set_rx_wakeup(&self, pair: u16, wanted: bool) {
+        let _ = (pair, wanted);
+    }
+
     /// The driver changed the receive filter (a hint: the device applies
     /// the filter itself; a backend may use it to avoid copying frames
     /// the device would drop, or to see promiscuous ports).

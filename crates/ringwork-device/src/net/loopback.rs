@@ -13,9 +13,11 @@
 //! negotiated VIRTIO_NET_F_GUEST_CSUM (and completed otherwise, by the
 //! device's receive path).
 //!
-//! The doorbell ([`NetBackend::rx_fd`]) is rung when a ring goes from
-//! empty to non-empty and cleared when a receive finds it empty, so a
-//! steady stream costs two eventfd system calls per burst, not per frame.
+//! The doorbell ([`NetBackend::rx_fd`]) is rung when a frame arrives and it
+//! is not rung yet, and cleared when a receive empties the ring, so a
+//! steady stream costs two eventfd system calls per burst, not per frame;
+//! while the receive worker polls ([`NetBackend::set_rx_wakeup`] `false`)
+//! it is not rung at all.
 //!
 //! Panic contract: frames are guest data and are only moved, never
 //! parsed. Nothing here panics; a poisoned lock is taken over.
@@ -33,8 +35,41 @@ use super::sys::Doorbell;
 pub const LOOPBACK_FRAMES: usize = 4096;
 
 struct Ring {
-    frames: Mutex<VecDeque<Packet>>,
+    state: Mutex<RingState>,
     bell: Doorbell,
+}
+
+struct RingState {
+    frames: VecDeque<Packet>,
+    /// The doorbell is rung (its counter is non-zero).
+    rung: bool,
+    /// The receive worker wants the doorbell rung ([`NetBackend::set_rx_wakeup`]).
+    armed: bool,
+}
+
+impl Ring {
+    fn lock(&self) -> MutexGuard<'_, RingState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RingState {
+    /// Rings the bell if frames wait, the worker wants it and it is not
+    /// rung yet.
+    fn ring_if_wanted(&mut self, bell: &Doorbell) {
+        if self.armed && !self.rung && !self.frames.is_empty() {
+            bell.ring();
+            self.rung = true;
+        }
+    }
+
+    /// Clears the bell once the ring is empty.
+    fn clear_if_empty(&mut self, bell: &Doorbell) {
+        if self.rung && self.frames.is_empty() {
+            bell.clear();
+            self.rung = false;
+        }
+    }
 }
 
 /// The reflecting backend: what a device sends on a pair comes back on
@@ -56,17 +91,17 @@ impl core::fmt::Debug for Loopback {
     }
 }
 
-fn lock(m: &Mutex<VecDeque<Packet>>) -> MutexGuard<'_, VecDeque<Packet>> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Loopback {
     /// A backend for a device with `queue_pairs` queue pairs.
     pub fn new(queue_pairs: u16) -> std::io::Result<Self> {
         let rings = (0..queue_pairs.max(1))
             .map(|_| {
                 Ok(Ring {
-                    frames: Mutex::new(VecDeque::with_capacity(256)),
+                    state: Mutex::new(RingState {
+                        frames: VecDeque::with_capacity(256),
+                        rung: false,
+                        armed: true,
+                    }),
                     bell: Doorbell::new()?,
                 })
             })
@@ -94,19 +129,16 @@ impl NetBackend for Loopback {
         let Some(ring) = self.rings.get(usize::from(pair)) else {
             return Err(SendError::Down);
         };
-        let mut q = lock(&ring.frames);
-        if q.len() >= LOOPBACK_FRAMES {
-            drop(q);
+        let mut st = ring.lock();
+        if st.frames.len() >= LOOPBACK_FRAMES {
+            drop(st);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Err(SendError::Full);
         }
-        let was_empty = q.is_empty();
-        q.push_back(packet);
-        drop(q);
+        st.frames.push_back(packet);
+        st.ring_if_wanted(&ring.bell);
+        drop(st);
         self.reflected.fetch_add(1, Ordering::Relaxed);
-        if was_empty {
-            ring.bell.ring();
-        }
         Ok(())
     }
 
@@ -117,20 +149,17 @@ impl NetBackend for Loopback {
             packets.clear();
             return 0;
         };
-        let mut q = lock(&ring.frames);
-        let was_empty = q.is_empty();
-        let room = LOOPBACK_FRAMES.saturating_sub(q.len());
+        let mut st = ring.lock();
+        let room = LOOPBACK_FRAMES.saturating_sub(st.frames.len());
         let taken = packets.len().min(room);
-        q.extend(packets.drain(..taken));
-        drop(q);
+        st.frames.extend(packets.drain(..taken));
+        st.ring_if_wanted(&ring.bell);
+        drop(st);
         let dropped = packets.len();
         packets.clear();
         self.reflected.fetch_add(taken as u64, Ordering::Relaxed);
         if dropped > 0 {
             self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
-        }
-        if was_empty && taken > 0 {
-            ring.bell.ring();
         }
         taken
     }
@@ -139,23 +168,27 @@ impl NetBackend for Loopback {
         let Some(ring) = self.rings.get(usize::from(pair)) else {
             return 0;
         };
-        let mut q = lock(&ring.frames);
-        let n = q.len().min(max);
-        out.extend(q.drain(..n));
-        if q.is_empty() {
-            ring.bell.clear();
-        }
+        let mut st = ring.lock();
+        let n = st.frames.len().min(max);
+        out.extend(st.frames.drain(..n));
+        st.clear_if_empty(&ring.bell);
         n
     }
 
     fn recv(&self, pair: u16) -> Option<Packet> {
         let ring = self.rings.get(usize::from(pair))?;
-        let mut q = lock(&ring.frames);
-        let p = q.pop_front();
-        if p.is_none() {
-            ring.bell.clear();
-        }
+        let mut st = ring.lock();
+        let p = st.frames.pop_front();
+        st.clear_if_empty(&ring.bell);
         p
+    }
+
+    fn set_rx_wakeup(&self, pair: u16, wanted: bool) {
+        if let Some(ring) = self.rings.get(usize::from(pair)) {
+            let mut st = ring.lock();
+            st.armed = wanted;
+            st.ring_if_wanted(&ring.bell);
+        }
     }
 
     fn rx_fd(&self, pair: u16) -> Option<RawFd> {
@@ -223,6 +256,30 @@ mod tests {
         });
         l.send(0, p).unwrap();
         assert_eq!(l.recv(0).unwrap().csum.unwrap().offset, 4);
+    }
+
+    #[test]
+    fn doorbell_follows_frames_and_the_wakeup_hint() {
+        use crate::net::sys::readable;
+        let l = Loopback::new(1).unwrap();
+        let fd = l.rx_fd(0).unwrap();
+        assert!(!readable(fd));
+        l.send(0, frame(1)).unwrap();
+        assert!(readable(fd), "rung for a frame");
+        let mut out = VecDeque::new();
+        assert_eq!(l.recv_batch(0, &mut out, 8), 1);
+        assert!(!readable(fd), "cleared once empty");
+        // A polling worker: no ringing, frames still delivered.
+        l.set_rx_wakeup(0, false);
+        l.send(0, frame(2)).unwrap();
+        assert!(!readable(fd), "not rung while the worker polls");
+        // Going back to sleep with a frame waiting rings at once.
+        l.set_rx_wakeup(0, true);
+        assert!(readable(fd), "rung when re-armed with frames waiting");
+        assert_eq!(l.recv(0).unwrap().data[14], 2);
+        assert!(!readable(fd));
+        l.set_rx_wakeup(0, true);
+        assert!(!readable(fd), "nothing waiting: not rung");
     }
 
     #[test]

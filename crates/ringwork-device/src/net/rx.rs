@@ -63,6 +63,9 @@ const BUDGET: usize = 256;
 /// Frames a receive worker fetches from its backend at once (and so
 /// holds at most while it waits for receive buffers).
 pub const RX_BATCH: usize = 32;
+/// Bytes of each receive buffer prefetched for writing before a burst is
+/// filled: a header and a minimum-size frame.
+const PREFETCH_LEN: usize = 128;
 
 /// The worker of receiveq(`pair` + 1).
 pub(super) struct RxWorker {
@@ -90,7 +93,21 @@ pub(super) struct RxWorker {
     /// The queue was not running or broken at the last call: do not
     /// watch the backend.
     stalled: bool,
-    chain: DescChain,
+    /// An empty chain, what `popped` falls back to for an index `pop`
+    /// never returned (which does not happen).
+    spare: DescChain,
+    /// Receive buffers popped ahead, `ready[ready_at..ready_len]`, for the
+    /// frames in hand: all of a burst are prefetched for writing before the
+    /// first is filled (their lines are in the driver's cache). Given back
+    /// empty by `quiesce` if unused.
+    ready: Vec<DescChain>,
+    ready_at: usize,
+    ready_len: usize,
+    /// What the backend was last told by [`NetBackend::set_rx_wakeup`]
+    /// (`false` while the host polls).
+    ///
+    /// [`NetBackend::set_rx_wakeup`]: super::NetBackend::set_rx_wakeup
+    wakeup: bool,
     batch: Vec<(UsedToken, u32)>,
 }
 
@@ -109,6 +126,7 @@ impl RxWorker {
         };
         let filter_gen = shared.filter_gen.load(Ordering::Acquire);
         let filter = shared.lock().filter.clone();
+        shared.backend.set_rx_wakeup(pair, true);
         Self {
             pair,
             queue: 2 * pair,
@@ -125,7 +143,11 @@ impl RxWorker {
             partial: Vec::new(),
             written: 0,
             stalled: false,
-            chain: DescChain::new(),
+            spare: DescChain::new(),
+            ready: (0..RX_BATCH).map(|_| DescChain::new()).collect(),
+            ready_at: 0,
+            ready_len: 0,
+            wakeup: true,
             batch: Vec::new(),
         }
     }
@@ -192,73 +214,121 @@ impl RxWorker {
         b
     }
 
-    /// Pops a receive buffer into `self.chain`; `false` when the ring is
-    /// empty (notifications are then enabled, so the driver's next buffer
-    /// wakes the worker).
-    fn pop(&mut self, q: &mut QueueCtx<'_>) -> Result<bool, DeviceError> {
+    /// Pops a receive buffer: the index in `ready` of the next buffer,
+    /// valid until the next call; `None` when the ring is empty
+    /// (notifications are then enabled, so the driver's next buffer wakes
+    /// the worker). `ready` is refilled with one buffer for each frame in
+    /// hand.
+    fn pop(&mut self, q: &mut QueueCtx<'_>) -> Result<Option<usize>, DeviceError> {
         loop {
-            if q.pop_into(&mut self.chain)? {
-                return Ok(true);
+            if self.ready_at < self.ready_len {
+                self.ready_at += 1;
+                return Ok(Some(self.ready_at - 1));
+            }
+            self.refill(q)?;
+            if self.ready_len > 0 {
+                continue;
             }
             if !q.enable_notification()? {
-                return Ok(false);
+                return Ok(None);
             }
         }
     }
 
-    fn deliver_single(&mut self, q: &mut QueueCtx<'_>, p: &Packet) -> Result<Outcome, DeviceError> {
-        if !self.pop(q)? {
-            return Ok(Outcome::NoBuffers);
+    /// Takes the buffer `pop` returned out of `ready` (to keep it with a
+    /// frame spread over several buffers).
+    fn take_popped(&mut self, i: usize) -> DescChain {
+        self.ready
+            .get_mut(i)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The buffer `pop` returned.
+    fn popped(&self, i: usize) -> &DescChain {
+        // `pop` only returns indices below `ready_len` <= `ready.len()`.
+        self.ready.get(i).unwrap_or(&self.spare)
+    }
+
+    /// Pops up to one buffer per frame in hand into `ready` (which is
+    /// used up) and prefetches them all.
+    fn refill(&mut self, q: &mut QueueCtx<'_>) -> Result<(), DeviceError> {
+        let want = (self.inbox.len() + 1).min(self.ready.len());
+        self.ready_at = 0;
+        self.ready_len = 0;
+        while self.ready_len < want {
+            let Some(c) = self.ready.get_mut(self.ready_len) else {
+                break;
+            };
+            if !q.pop_into(c)? {
+                break;
+            }
+            self.ready_len += 1;
         }
-        let need = self.hdr_len + p.data.len();
-        if (self.chain.writable_len() as usize) < need {
-            self.batch.push((self.chain.token(), 0));
-            return Ok(Outcome::Dropped);
+        for c in self.ready.get(..self.ready_len).unwrap_or_default() {
+            c.prefetch(q.mem(), PREFETCH_LEN, true);
         }
+        Ok(())
+    }
+
+    /// Writes the header and the whole frame into one buffer (which
+    /// holds `need` bytes or more).
+    fn fill_one(&mut self, q: &mut QueueCtx<'_>, i: usize, p: &Packet) -> Result<(), DeviceError> {
         let hdr = self.header(p, 1);
-        let mut w = self.chain.writer(q.mem());
+        let chain = self.popped(i);
+        let mut w = chain.writer(q.mem());
         let r = w.write(&hdr[..self.hdr_len]).and_then(|_| w.write(&p.data));
+        let token = chain.token();
         if let Err(e) = r {
             return Err(q.chain_error(e));
         }
-        self.batch.push((self.chain.token(), need as u32));
+        self.batch
+            .push((token, (self.hdr_len + p.data.len()) as u32));
+        Ok(())
+    }
+
+    fn deliver_single(&mut self, q: &mut QueueCtx<'_>, p: &Packet) -> Result<Outcome, DeviceError> {
+        let Some(i) = self.pop(q)? else {
+            return Ok(Outcome::NoBuffers);
+        };
+        let need = self.hdr_len + p.data.len();
+        let chain = self.popped(i);
+        if (chain.writable_len() as usize) < need {
+            self.batch.push((chain.token(), 0));
+            return Ok(Outcome::Dropped);
+        }
+        self.fill_one(q, i, p)?;
         Ok(Outcome::Delivered)
     }
 
     fn deliver_merged(&mut self, q: &mut QueueCtx<'_>, p: &Packet) -> Result<Outcome, DeviceError> {
         // The common case first: the whole frame fits in the next buffer.
         while self.partial.is_empty() {
-            if !self.pop(q)? {
+            let Some(i) = self.pop(q)? else {
                 return Ok(Outcome::NoBuffers);
-            }
-            let room = self.chain.writable_len() as usize;
+            };
+            let chain = self.popped(i);
+            let room = chain.writable_len() as usize;
             if room < self.hdr_len {
                 // Cannot even hold the header (§5.1.9.3.1: each buffer is
                 // at least that big); give it back empty.
                 bump(&self.shared.stats.rx_buffer_too_small);
-                self.batch.push((self.chain.token(), 0));
+                self.batch.push((chain.token(), 0));
                 continue;
             }
-            let need = self.hdr_len + p.data.len();
-            if room >= need {
-                let hdr = self.header(p, 1);
-                let mut w = self.chain.writer(q.mem());
-                let r = w.write(&hdr[..self.hdr_len]).and_then(|_| w.write(&p.data));
-                if let Err(e) = r {
-                    return Err(q.chain_error(e));
-                }
-                self.batch.push((self.chain.token(), need as u32));
+            if room >= self.hdr_len + p.data.len() {
+                self.fill_one(q, i, p)?;
                 return Ok(Outcome::Delivered);
             }
             // Spread over several buffers: this one first.
-            let mut w = self.chain.writer(q.mem());
+            let mut w = chain.writer(q.mem());
             let skip = w.skip(self.hdr_len);
             let n = match w.write(&p.data) {
                 Ok(n) => n,
                 Err(e) => return Err(q.chain_error(e)),
             };
             self.written = n;
-            let chain = std::mem::take(&mut self.chain);
+            let chain = self.take_popped(i);
             self.partial.push((chain, (skip + n) as u32));
         }
         while self.written < p.data.len() {
@@ -270,16 +340,16 @@ impl RxWorker {
                 self.written = 0;
                 return Ok(Outcome::Dropped);
             }
-            if !self.pop(q)? {
+            let Some(i) = self.pop(q)? else {
                 return Ok(Outcome::NoBuffers);
-            }
-            let mut w = self.chain.writer(q.mem());
+            };
+            let mut w = self.popped(i).writer(q.mem());
             let n = match w.write(p.data.get(self.written..).unwrap_or_default()) {
                 Ok(n) => n,
                 Err(e) => return Err(q.chain_error(e)),
             };
             self.written += n;
-            let chain = std::mem::take(&mut self.chain);
+            let chain = self.take_popped(i);
             self.partial.push((chain, n as u32));
         }
         let count = u16::try_from(self.partial.len()).unwrap_or(u16::MAX);
@@ -314,6 +384,7 @@ impl QueueWorker for RxWorker {
     }
 
     fn process(&mut self, qs: &mut QueueSet<'_>) -> Result<(), DeviceError> {
+        let wakeup = !qs.is_polling();
         let Some(mut q) = qs.get(self.queue) else {
             self.stalled = true;
             return Ok(());
@@ -323,6 +394,10 @@ impl QueueWorker for RxWorker {
             return Ok(());
         }
         self.refresh_filter();
+        if wakeup != self.wakeup {
+            self.shared.backend.set_rx_wakeup(self.pair, wakeup);
+            self.wakeup = wakeup;
+        }
         let mut result = Ok(());
         // Counted locally and published once per call (an atomic add per
         // frame costs more than the rest of the bookkeeping).
@@ -379,16 +454,21 @@ impl QueueWorker for RxWorker {
         let held = usize::from(self.pending.take().is_some()) + self.inbox.len();
         self.inbox.clear();
         add(&self.shared.stats.rx_inactive_queue, held as u64);
-        if self.partial.is_empty() {
+        let ready = self.ready.get(self.ready_at..self.ready_len);
+        let ready = ready.unwrap_or_default();
+        if self.partial.is_empty() && ready.is_empty() {
             return Ok(());
         }
         self.written = 0;
         let Some(mut q) = qs.get(self.queue) else {
             self.partial.clear();
+            (self.ready_at, self.ready_len) = (0, 0);
             return Ok(());
         };
         self.batch
             .extend(self.partial.drain(..).map(|(c, _)| (c.token(), 0)));
+        self.batch.extend(ready.iter().map(|c| (c.token(), 0)));
+        (self.ready_at, self.ready_len) = (0, 0);
         self.flush(&mut q)?;
         q.signal()
     }
