@@ -95,5 +95,6 @@ pub mod console;
 pub mod net;
 pub mod rng;
 pub mod scsi;
+mod slot_queue;
 
 pub use common::{Detached, RingPreference, SetupError, WaitError};

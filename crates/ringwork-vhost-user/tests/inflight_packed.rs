@@ -217,6 +217,8 @@ fn holder(hold: bool) -> (Holder, Arc<AtomicUsize>) {
     let popped = Arc::new(AtomicUsize::new(0));
     (
         Holder {
+            queues: 1,
+            queue: 0,
             hold,
             popped: popped.clone(),
         },

@@ -29,9 +29,17 @@ use ringwork_vhost_user::{
     OnDisconnect, Server, ShutdownHandle, TransportOptions, VhostUserTransport,
 };
 
-fn backend(path: &Path, hold: bool) -> (Arc<AtomicUsize>, ShutdownHandle, JoinHandle<()>) {
+/// Serves a [`Holder`] on `path`: `queues` queues, `hold` buffers on
+/// queue `queues - 1`.
+fn backend(
+    path: &Path,
+    queues: u16,
+    hold: bool,
+) -> (Arc<AtomicUsize>, ShutdownHandle, JoinHandle<()>) {
     let popped = Arc::new(AtomicUsize::new(0));
     let dev: Arc<dyn Device> = Arc::new(Holder {
+        queues,
+        queue: queues - 1,
         hold,
         popped: popped.clone(),
     });
@@ -45,7 +53,9 @@ fn backend(path: &Path, hold: bool) -> (Arc<AtomicUsize>, ShutdownHandle, JoinHa
 
 struct Driver {
     t: VhostUserTransport,
+    /// The queue requests go to, and its index.
     q: DriverQueue<Arc<SharedMemory>, u32>,
+    index: u16,
     buf: DmaBuffer,
 }
 
@@ -70,7 +80,7 @@ impl Driver {
             .add(&[Segment::new(at, 16)], &[Segment::new(at + 16, 16)], token)
             .unwrap();
         if self.q.kick_prepare().unwrap() {
-            self.t.notify(0, self.q.notification_data());
+            self.t.notify(self.index, self.q.notification_data());
         }
     }
 
@@ -101,10 +111,20 @@ impl Driver {
     }
 }
 
+/// One queue of 16 entries.
 fn restart(packed: bool, auto: bool) {
-    let dir = temp_dir(&format!("reconnect-{packed}-{auto}"));
+    restart_with(packed, auto, 16, false);
+}
+
+/// Two of four requests are held by a backend that goes away; its
+/// successor completes them, and a new one, exactly once. Requests go to
+/// one queue of `size` entries; with `small_first`, the device has two
+/// queues and a small one (4 entries) is set up before it.
+fn restart_with(packed: bool, auto: bool, size: u16, small_first: bool) {
+    let dir = temp_dir(&format!("reconnect-{packed}-{auto}-{small_first}"));
     let sock = dir.0.join("holder.sock");
-    let (popped1, stop1, h1) = backend(&sock, true);
+    let queues = 1 + u16::from(small_first);
+    let (popped1, stop1, h1) = backend(&sock, queues, true);
     let opts = TransportOptions {
         device_type: Some(DeviceType(VIRTIO_ID_RNG)),
         memory_size: 4 << 20,
@@ -121,12 +141,23 @@ fn restart(packed: bool, auto: bool) {
     let negotiated = negotiate(&mut t, supports, &[]).unwrap();
     let (format, qf) = ring_features(&t, negotiated);
     assert_eq!(format == RingFormat::Packed, packed);
+    assert_eq!(t.num_queues(), queues);
     let mem = t.memory().clone();
-    let q = DriverQueue::new(mem.clone(), DriverQueueConfig::new(format, 16, qf)).unwrap();
+    let make = |index: u16, size: u16| {
+        let mut cfg = DriverQueueConfig::new(format, size, qf);
+        cfg.index = index;
+        DriverQueue::new(mem.clone(), cfg).unwrap()
+    };
+    let small = small_first.then(|| make(0, 4));
+    if let Some(small) = &small {
+        attach_queue(&mut t, small).unwrap();
+    }
+    let index = queues - 1;
+    let q = make(index, size);
     attach_queue(&mut t, &q).unwrap();
     set_driver_ok(&mut t);
     let buf = Dma::alloc(&*mem, 4096, 64).unwrap();
-    let mut d = Driver { t, q, buf };
+    let mut d = Driver { t, q, index, buf };
 
     // Two of four requests are held by the first backend when it goes away.
     for (token, cmd) in [(0, b'E'), (1, b'H'), (2, b'H'), (3, b'E')] {
@@ -137,7 +168,7 @@ fn restart(packed: bool, auto: bool) {
     stop1.shutdown();
     h1.join().unwrap();
 
-    let (popped2, stop2, h2) = backend(&sock, false);
+    let (popped2, stop2, h2) = backend(&sock, queues, false);
     if !auto {
         assert!(matches!(
             d.t.wait_interrupt(),
@@ -161,6 +192,7 @@ fn restart(packed: bool, auto: bool) {
     d.t.reset().unwrap();
     stop2.shutdown();
     drop(d);
+    drop(small);
     h2.join().unwrap();
 }
 
@@ -184,13 +216,32 @@ fn packed_ring_reconnects_on_request() {
     restart(true, false);
 }
 
+/// vhost-user.rst, "Inflight I/O tracking": the frontend asks for one
+/// inflight area, with one queue size for every queue, before the first
+/// ring starts. A device whose first queue is small and a later one large
+/// (like SCSI's controlq and request queues): queue 0 is set up first with
+/// 4 entries, queue 1 after it with 64, and the requests the backend holds
+/// on queue 1 when it goes away are resubmitted by its successor, exactly
+/// once. (An area sized for the first queue has no room for queue 1: its
+/// held requests were lost and completed ones taken again.)
+#[test]
+fn split_ring_inflight_covers_a_queue_larger_than_the_first() {
+    restart_with(false, true, 64, true);
+}
+
+/// As above, packed rings.
+#[test]
+fn packed_ring_inflight_covers_a_queue_larger_than_the_first() {
+    restart_with(true, true, 64, true);
+}
+
 /// A backend that comes back offering less than the session uses is
 /// refused, and the transport stays failed.
 #[test]
 fn a_backend_that_offers_less_is_refused() {
     let dir = temp_dir("reconnect-less");
     let sock = dir.0.join("holder.sock");
-    let (_p, stop1, h1) = backend(&sock, false);
+    let (_p, stop1, h1) = backend(&sock, 1, false);
     let mut t = VhostUserTransport::connect(
         &sock,
         TransportOptions {

@@ -5,8 +5,11 @@
 //!
 //! The area is ours: we create it (GET_INFLIGHT_FD) and the frontend hands
 //! it back after a restart (SET_INFLIGHT_FD). Regions are sized for the
-//! larger packed layout, so one area fits either ring format; each queue's
-//! region is laid out for its ring format when the queue first starts:
+//! larger packed layout, so one area fits either ring format, and for the
+//! one queue size of the description, so it fits any ring up to that size
+//! (a device's queues may differ: a SCSI controlq is smaller than its
+//! request queues); each queue's region is laid out for its ring format
+//! and size when the queue first starts:
 //!
 //! - split rings ([`split`]): the protocol's `QueueRegionSplit`, one
 //!   `DescStateSplit` per head with an in-flight flag and a pop counter; a
@@ -137,6 +140,20 @@ impl InflightArea {
 
     fn region(&self, q: u16) -> Option<MemSlice<'_>> {
         region_at(&self.map, self.region_base(q)?, self.queue_size)
+    }
+
+    /// The part of queue `q`'s region a ring of `size` entries uses: the
+    /// description has one queue size for every region (vhost-user.rst,
+    /// "Inflight description"), the largest of the device's queues, so a
+    /// smaller ring (a SCSI controlq next to larger request queues) is
+    /// laid out for its own size at the start of its region. `None` when
+    /// the area does not cover `q` or the ring is larger than a region.
+    fn ring_region(&self, q: u16, size: u16) -> Option<(usize, MemSlice<'_>)> {
+        if size == 0 || size > self.queue_size {
+            return None;
+        }
+        let base = self.region_base(q)?;
+        Some((base, region_at(&self.map, base, size)?))
     }
 }
 

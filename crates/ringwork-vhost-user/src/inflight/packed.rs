@@ -133,7 +133,7 @@ impl InflightArea {
     /// frontend gave (SET_VRING_BASE) and `ring_flags(i)` reads the flags
     /// of ring descriptor `i` (to tell whether a half-recorded batch of
     /// used entries reached the driver). `None` when the area does not
-    /// cover this queue or was made for another queue size.
+    /// cover this queue or its regions are smaller than the ring.
     pub fn packed_queue(
         &self,
         q: u16,
@@ -141,13 +141,10 @@ impl InflightArea {
         base: QueuePosition,
         ring_flags: impl Fn(u16) -> Option<u16>,
     ) -> Option<PackedRecovery> {
-        if queue_size != self.queue_size {
-            return None;
-        }
-        let r = self.region(q)?;
+        let (region_base, r) = self.ring_region(q, queue_size)?;
         let mut log = PackedLog {
             map: self.map.clone(),
-            base: self.region_base(q)?,
+            base: region_base,
             size: queue_size,
             counter: 0,
             next: Vec::new(),

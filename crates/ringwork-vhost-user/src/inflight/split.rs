@@ -21,20 +21,17 @@ impl InflightArea {
     /// heads that were in flight (oldest first), after rolling back a
     /// half-recorded last batch against the ring's `used_idx` (the
     /// protocol's reconnect steps). `None` when the area does not cover
-    /// this queue or was laid out for another size.
+    /// this queue or its regions are smaller than the ring.
     pub fn split_queue(
         &self,
         q: u16,
         queue_size: u16,
         used_idx: u16,
     ) -> Option<(SplitLog, Vec<u16>)> {
-        if queue_size != self.queue_size {
-            return None;
-        }
-        let r = self.region(q)?;
+        let (base, r) = self.ring_region(q, queue_size)?;
         let log = SplitLog {
             map: self.map.clone(),
-            base: self.region_base(q)?,
+            base,
             size: queue_size,
             counter: 0,
         };
@@ -173,6 +170,24 @@ mod tests {
         assert!(area.split_queue(0, 8, 0).unwrap().1.is_empty());
         // A different queue size does not fit.
         assert!(area.split_queue(1, 16, 0).is_none());
+    }
+
+    /// One queue size describes every region (the largest queue's): a
+    /// smaller ring is tracked in the start of its region.
+    #[test]
+    fn a_ring_smaller_than_the_regions_is_tracked() {
+        let (area, _) = InflightArea::create(2, 16).unwrap();
+        let (mut log, heads) = area.split_queue(1, 4, 0).unwrap();
+        assert!(heads.is_empty());
+        log.popped(3);
+        log.popped(1);
+        let (_log, heads) = area.split_queue(1, 4, 0).unwrap();
+        assert_eq!(heads, vec![3, 1]);
+        // The record is for a ring of 4: a ring of another size starts
+        // clean, and the neighbouring region is untouched.
+        assert!(area.split_queue(1, 8, 0).unwrap().1.is_empty());
+        assert!(area.split_queue(0, 16, 0).unwrap().1.is_empty());
+        assert!(area.split_queue(0, 32, 0).is_none());
     }
 
     #[test]

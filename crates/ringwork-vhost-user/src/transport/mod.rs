@@ -11,7 +11,9 @@
 //! - driver features: SET_FEATURES; status: SET_STATUS/GET_STATUS with
 //!   STATUS, a local shadow without it; reset: RESET_DEVICE when offered,
 //!   and every started ring stopped with GET_VRING_BASE;
-//! - queues: the memory table is sent with the first queue, then
+//! - queues: the memory table is sent with the first queue, and the
+//!   inflight area (GET/SET_INFLIGHT_FD with INFLIGHT_SHMFD) asked for
+//!   every queue at [`TransportOptions::max_queue_size`], then
 //!   SET_VRING_NUM/BASE/ADDR/KICK/CALL/ERR and SET_VRING_ENABLE;
 //!   notifications go through the kick eventfd, interrupts come back on
 //!   the call eventfds; configuration: GET_CONFIG/SET_CONFIG (the whole
@@ -53,6 +55,7 @@ use ringwork_spec::features::{
     VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET,
 };
 use ringwork_spec::net::NET_CONFIG_SIZE;
+use ringwork_spec::ring::MAX_QUEUE_SIZE;
 use ringwork_spec::scsi::SCSI_CONFIG_SIZE;
 use ringwork_spec::status::DeviceStatus;
 use ringwork_transport::driver::{InterruptCause, QueueConfig, Transport, TransportError};
@@ -76,7 +79,8 @@ pub struct TransportOptions {
     /// The device type; `None` infers it ([`identify`]).
     pub device_type: Option<DeviceType>,
     /// The largest queue size offered to drivers (vhost-user has no limit
-    /// of its own; 1024 is what QEMU allows).
+    /// of its own; 1024 is what QEMU allows). The inflight area is sized
+    /// for every queue at this size.
     pub max_queue_size: u16,
     /// How long one reply, or one [`Transport::wait_interrupt`], may take.
     pub timeout: Duration,
@@ -340,10 +344,20 @@ impl VhostUserTransport {
         Ok(())
     }
 
-    fn setup_inflight(&mut self, size: u16) -> Result<(), TransportError> {
+    /// GET_INFLIGHT_FD / SET_INFLIGHT_FD, once, before the first ring
+    /// starts (vhost-user.rst, "Inflight I/O tracking"). The description
+    /// has one queue count and one queue size for all regions, and rings
+    /// are set up one at a time, so the area is asked for every queue of
+    /// the device (`num_queues`) at the largest size a ring can be given
+    /// ([`TransportOptions::max_queue_size`], at most [`MAX_QUEUE_SIZE`]).
+    /// A small first queue (the SCSI controlq) thus no longer leaves the
+    /// larger queues set up after it without a region; a backend tracks a
+    /// smaller ring in the first entries of its region.
+    fn setup_inflight(&mut self) -> Result<(), TransportError> {
         if self.inflight.is_some() || !self.has_protocol(protocol::INFLIGHT_SHMFD) {
             return Ok(());
         }
+        let size = self.opts.max_queue_size.min(MAX_QUEUE_SIZE);
         let r = self.fe.get_inflight_fd(self.num_queues, size);
         let (d, fd) = self
             .check("GET_INFLIGHT_FD", r)
@@ -599,7 +613,7 @@ impl Transport for VhostUserTransport {
             ));
         };
         self.send_mem_table()?;
-        self.setup_inflight(config.size)?;
+        self.setup_inflight()?;
         let packed = self.driver_features & (1 << VIRTIO_F_RING_PACKED) != 0;
         // A fresh ring: index 0, wrap counters 1 (vhost-user.rst packed
         // encoding: avail in the low 16 bits, used in the high 16 bits).

@@ -7,11 +7,16 @@ use ringwork_device::model::{Device, DeviceError, DeviceEvents, QueueSet, QueueW
 use ringwork_queue::device::DescChain;
 use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_RNG};
 
-/// A device of one queue whose worker echoes each buffer's readable bytes
-/// into its writable part. With `hold`, it keeps buffers whose first byte
-/// is `H` and completes them only when a later buffer (`R`, tag) names
-/// them, so buffers stay in flight when the backend goes away.
+/// A device of `queues` queues whose worker echoes each buffer's readable
+/// bytes on queue `queue` into its writable part (the other queues are
+/// left alone). With `hold`, it keeps buffers whose first byte is `H` and
+/// completes them only when a later buffer (`R`, tag) names them, so
+/// buffers stay in flight when the backend goes away.
 pub struct Holder {
+    /// Queues the device has.
+    pub queues: u16,
+    /// The queue served.
+    pub queue: u16,
     /// Hold `H` buffers.
     pub hold: bool,
     /// Chains popped so far.
@@ -26,7 +31,7 @@ impl Device for Holder {
         ringwork_device::ring_features()
     }
     fn num_queues(&self) -> u16 {
-        1
+        self.queues
     }
     fn config(&self) -> Vec<u8> {
         Vec::new()
@@ -38,6 +43,7 @@ impl Device for Holder {
         _events: Arc<dyn DeviceEvents>,
     ) -> Result<Box<dyn QueueWorker>, DeviceError> {
         Ok(Box::new(HolderWorker {
+            queue: self.queue,
             hold: self.hold,
             popped: self.popped.clone(),
             held: Vec::new(),
@@ -46,6 +52,7 @@ impl Device for Holder {
 }
 
 struct HolderWorker {
+    queue: u16,
     hold: bool,
     popped: Arc<AtomicUsize>,
     held: Vec<([u8; 16], DescChain)>,
@@ -53,7 +60,7 @@ struct HolderWorker {
 
 impl QueueWorker for HolderWorker {
     fn process(&mut self, queues: &mut QueueSet<'_>) -> Result<(), DeviceError> {
-        let Some(mut q) = queues.get(0) else {
+        let Some(mut q) = queues.get(self.queue) else {
             return Ok(());
         };
         let mem = q.mem();
