@@ -432,6 +432,15 @@ impl QueueWorker for RxWorker {
                     break;
                 }
             }
+            // Published a batch at a time, so a driver that polls gets the
+            // first frames while the rest are still being written.
+            if self.batch.len() >= RX_BATCH {
+                if let Err(e) = self.flush(&mut q) {
+                    self.stalled = true;
+                    result = Err(e);
+                    break;
+                }
+            }
         }
         if packets > 0 {
             let st = &self.shared.stats;

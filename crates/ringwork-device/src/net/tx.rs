@@ -59,6 +59,13 @@ pub(super) struct TxWorker {
     out: Vec<Packet>,
     /// Scratch: their lengths and whether each is a GSO frame.
     lens: Vec<(u64, bool)>,
+    /// Return after one full burst instead of draining the ring (set by a
+    /// [`Group`](super::worker::Group) that runs the receive side between
+    /// bursts).
+    one_burst: bool,
+    /// The last call stopped after a full burst with `one_burst` set:
+    /// chains may remain, the caller must call again.
+    more: bool,
 }
 
 /// Why a transmit chain was refused.
@@ -106,7 +113,22 @@ impl TxWorker {
             done: Vec::with_capacity(BATCH),
             out: Vec::with_capacity(BATCH),
             lens: Vec::with_capacity(BATCH),
+            one_burst: false,
+            more: false,
         }
+    }
+
+    /// Makes [`QueueWorker::process`] return after each full burst (the
+    /// caller then checks [`Self::has_more`] and calls again), or drain
+    /// the ring as usual.
+    pub(super) fn set_one_burst(&mut self, on: bool) {
+        self.one_burst = on;
+    }
+
+    /// Whether the last call stopped after a full burst with chains
+    /// possibly left (only with [`Self::set_one_burst`]).
+    pub(super) fn has_more(&self) -> bool {
+        self.more
     }
 
     /// Reads one chain into a packet.
@@ -173,6 +195,7 @@ impl TxWorker {
 
 impl QueueWorker for TxWorker {
     fn process(&mut self, qs: &mut QueueSet<'_>) -> Result<(), DeviceError> {
+        self.more = false;
         let Some(mut q) = qs.get(self.queue) else {
             return Ok(());
         };
@@ -207,6 +230,10 @@ impl QueueWorker for TxWorker {
             self.flush(&mut q)?;
             if n == BATCH {
                 q.signal()?;
+                if self.one_burst {
+                    self.more = true;
+                    return Ok(());
+                }
                 continue;
             }
             if !q.enable_notification()? {

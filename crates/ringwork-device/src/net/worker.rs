@@ -36,12 +36,41 @@ pub(super) fn start(shared: Arc<Shared>, role: Role, features: u64) -> Box<dyn Q
     }
 }
 
+/// Most rounds of [`Group`]'s process call in which transmit queues
+/// handle one burst each; in the last one they drain their rings.
+const ROUNDS: usize = 16;
+
+/// A member of a [`Group`]: transmit workers are kept by type, to run
+/// them one burst at a time.
+enum Member {
+    Tx(TxWorker),
+    Other(Box<dyn QueueWorker>),
+}
+
+impl Member {
+    fn worker(&mut self) -> &mut dyn QueueWorker {
+        match self {
+            Member::Tx(t) => t,
+            Member::Other(w) => w.as_mut(),
+        }
+    }
+}
+
 /// Workers that share a thread, called in turn: transmit queues first,
 /// so that a frame a backend turns around at once (the [`Loopback`])
-/// reaches its receive queue in the same call.
+/// reaches its receive queue in the same call. When the group has
+/// receive queues, the transmit queues handle one burst per round and
+/// the receive queues run between rounds, so a stream is forwarded burst
+/// by burst (the driver gets the first frames back while the device
+/// still reads the next ones) instead of a whole ring at a time.
 ///
 /// [`Loopback`]: super::Loopback
-pub(super) struct Group(pub Vec<(Role, Box<dyn QueueWorker>)>);
+pub(super) struct Group {
+    members: Vec<(Role, Member)>,
+    /// Some members are receive queues (transmit queues then go one burst
+    /// per round).
+    receives: bool,
+}
 
 impl Group {
     /// The workers for `roles`, transmit queues first.
@@ -53,28 +82,64 @@ impl Group {
             Role::Idle => 3,
         });
         roles.retain(|r| *r != Role::Idle);
-        Self(
-            roles
-                .into_iter()
-                .map(|r| (r, start(shared.clone(), r, features)))
-                .collect(),
-        )
+        let receives = roles.iter().any(|r| matches!(r, Role::Rx(_)));
+        let members = roles
+            .into_iter()
+            .map(|r| {
+                let m = match r {
+                    Role::Tx(pair) => {
+                        let mut t = TxWorker::new(shared.clone(), pair, features);
+                        t.set_one_burst(receives);
+                        Member::Tx(t)
+                    }
+                    r => Member::Other(start(shared.clone(), r, features)),
+                };
+                (r, m)
+            })
+            .collect();
+        Self { members, receives }
     }
 }
 
 impl QueueWorker for Group {
     fn event_fds(&self) -> Vec<RawFd> {
-        self.0.iter().flat_map(|(_, w)| w.event_fds()).collect()
+        self.members
+            .iter()
+            .flat_map(|(_, m)| match m {
+                Member::Tx(t) => t.event_fds(),
+                Member::Other(w) => w.event_fds(),
+            })
+            .collect()
     }
 
     /// Every member runs, even when an earlier one failed (its queue is
     /// then broken; the others carry on); the first error is returned.
+    /// Rounds repeat while a transmit queue stopped after a full burst;
+    /// in the last round transmit queues drain their rings, so nothing
+    /// is left for a call that may never come.
     fn process(&mut self, queues: &mut QueueSet<'_>) -> Result<(), DeviceError> {
         let mut first = Ok(());
-        for (_, w) in &mut self.0 {
-            let r = w.process(queues);
-            if first.is_ok() {
-                first = r;
+        for round in 1..=ROUNDS {
+            let mut more = false;
+            for (_, m) in &mut self.members {
+                if let Member::Tx(t) = m {
+                    if round == ROUNDS {
+                        t.set_one_burst(false);
+                    }
+                }
+                let r = m.worker().process(queues);
+                if first.is_ok() {
+                    first = r;
+                }
+                if let Member::Tx(t) = m {
+                    more |= t.has_more();
+                    if round == ROUNDS {
+                        t.set_one_burst(self.receives);
+                    }
+                }
+            }
+            if !more {
+                break;
             }
         }
         first
@@ -82,8 +147,8 @@ impl QueueWorker for Group {
 
     fn quiesce(&mut self, queues: &mut QueueSet<'_>) -> Result<(), DeviceError> {
         let mut first = Ok(());
-        for (_, w) in &mut self.0 {
-            let r = w.quiesce(queues);
+        for (_, m) in &mut self.members {
+            let r = m.worker().quiesce(queues);
             if first.is_ok() {
                 first = r;
             }

@@ -310,7 +310,9 @@ impl DescChain {
     }
 }
 
-/// Position within a list of segments.
+/// Position within a list of segments, with the current segment's
+/// translation kept, so that reading a header and then a body from one
+/// segment looks the memory up once.
 #[derive(Debug, Clone)]
 struct Cursor<'c> {
     segs: &'c [Segment],
@@ -318,6 +320,8 @@ struct Cursor<'c> {
     off: u32,
     remaining: u32,
     done: u32,
+    /// The whole of `segs[seg]` translated, once touched (`None` before).
+    window: Option<MemSlice<'c>>,
 }
 
 impl<'c> Cursor<'c> {
@@ -328,28 +332,43 @@ impl<'c> Cursor<'c> {
             off: 0,
             remaining: total,
             done: 0,
+            window: None,
         }
     }
 
-    /// The next contiguous piece of at most `max` bytes, translated.
-    fn next_piece<'m, M: GuestMemory + ?Sized>(
+    /// The next contiguous piece of at most `max` bytes, translated. A
+    /// segment is translated whole when first touched: one not entirely
+    /// in `mem` fails then, even if only its start would be used.
+    fn next_piece<M: GuestMemory + ?Sized>(
         &mut self,
-        mem: &'m M,
+        mem: &'c M,
         max: usize,
-    ) -> Result<Option<MemSlice<'m>>, ChainError> {
+    ) -> Result<Option<MemSlice<'c>>, ChainError> {
         while let Some(seg) = self.segs.get(self.seg) {
             let left = seg.len - self.off;
             if left == 0 {
                 self.seg += 1;
                 self.off = 0;
+                self.window = None;
                 continue;
             }
             let take = (left as usize).min(max);
-            let addr = seg.addr + u64::from(self.off);
-            let slice = mem.slice(addr, take).ok_or(ChainError::OutOfMemory {
-                addr,
-                len: take as u32,
-            })?;
+            let window = match self.window {
+                Some(w) => w,
+                None => {
+                    let w =
+                        mem.slice(seg.addr, seg.len as usize)
+                            .ok_or(ChainError::OutOfMemory {
+                                addr: seg.addr,
+                                len: seg.len,
+                            })?;
+                    self.window = Some(w);
+                    w
+                }
+            };
+            let slice = window
+                .subslice(self.off as usize, take)
+                .map_err(|_| ChainError::LengthOverflow)?;
             self.off += take as u32;
             self.remaining -= take as u32;
             self.done += take as u32;
@@ -368,6 +387,7 @@ impl<'c> Cursor<'c> {
             if left == 0 {
                 self.seg += 1;
                 self.off = 0;
+                self.window = None;
                 continue;
             }
             let take = left.min(n);
