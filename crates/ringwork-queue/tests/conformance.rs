@@ -537,3 +537,39 @@ fn has_available_peeks_without_popping() {
         assert!(dev.has_available(&mem).is_err());
     }
 }
+
+/// VIRTIO 1.4 §2.7.13.3 "Updating idx": buffers added with
+/// `add_deferred` are invisible until `avail.idx` is stored once for the
+/// batch (by `publish`, `kick_prepare` or a plain `add`), after their ring
+/// entries; the device then pops them all, in order.
+#[test]
+fn split_deferred_additions_appear_together() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let (mut drv, mut dev) = pair(&mem, RingFormat::Split, 8, feats(true));
+    let idx_at = drv.addresses().driver + s::AVAIL_IDX_OFFSET as u64;
+    let idx = |m: &TestMemory| m.slice(idx_at, 2).unwrap().read_u16(0).unwrap();
+    let seg = |t: u32| [Segment::new(DATA + u64::from(t) * 64, 64)];
+    for t in 0..3 {
+        drv.add_deferred(&[], &seg(t), t).unwrap();
+    }
+    assert_eq!(idx(&mem), 0, "not published yet");
+    assert!(dev.pop(&mem).unwrap().is_none());
+    drv.publish();
+    assert_eq!(idx(&mem), 3);
+    for t in 0..3 {
+        let c = dev.pop(&mem).unwrap().expect("published");
+        assert_eq!(c.writable_segments(), seg(t));
+        dev.add_used(&mem, c.token(), 0).unwrap();
+    }
+    // kick_prepare publishes too (and says whether to notify).
+    drv.add_deferred(&[], &seg(3), 3).unwrap();
+    assert_eq!(idx(&mem), 3);
+    assert!(drv.kick_prepare().unwrap());
+    assert_eq!(idx(&mem), 4);
+    // A plain add publishes what was deferred before it.
+    drv.add_deferred(&[], &seg(4), 4).unwrap();
+    drv.add(&[], &seg(5), 5).unwrap();
+    assert_eq!(idx(&mem), 6);
+    drv.publish();
+    assert_eq!(idx(&mem), 6, "nothing new to store");
+}

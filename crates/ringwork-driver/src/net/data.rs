@@ -111,20 +111,28 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
         let q = self.txq(pair)?;
         q.reclaim()?;
         let mut sent = 0;
+        let mut r = Ok(());
         for f in frames {
             match q.enqueue(f.data, f.csum, offload) {
                 Ok(()) => sent += 1,
                 Err(SendError::QueueFull { .. }) => break,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
             }
         }
+        // The frames queued before an error go out too; that error comes
+        // first.
         let Self {
             transport, state, ..
         } = self;
-        if let Some(q) = state.tx.get_mut(usize::from(pair)) {
-            q.kick(transport)?;
-        }
-        Ok(sent)
+        let k = match state.tx.get_mut(usize::from(pair)) {
+            Some(q) => q.kick(transport),
+            None => Ok(()),
+        };
+        r?;
+        k.map(|()| sent)
     }
 
     /// Takes back the transmit buffers the device completed on `pair`;
@@ -188,18 +196,24 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
     /// [`Self::recv_into`]).
     pub fn recv(&mut self, pair: u16) -> Result<Option<RxFrame>, RecvError> {
         let q = self.rxq(pair)?;
-        let Some(info) = q.next()? else {
-            return Ok(None);
+        // Every path kicks: a dropped frame's buffers were reposted too.
+        // The frame's own error comes first.
+        let r = match q.next() {
+            Ok(Some(info)) => {
+                let mut data = vec![0u8; info.len];
+                q.take(&mut data).map(|()| Some(RxFrame { data, info }))
+            }
+            other => other.map(|_| None),
         };
-        let mut data = vec![0u8; info.len];
-        let r = q.take(&mut data);
         let Self {
             transport, state, ..
         } = self;
-        if let Some(q) = state.rx.get_mut(usize::from(pair)) {
-            q.kick(transport)?;
-        }
-        r.map(|()| Some(RxFrame { data, info }))
+        let k = match state.rx.get_mut(usize::from(pair)) {
+            Some(q) => q.kick(transport),
+            None => Ok(()),
+        };
+        let frame = r?;
+        k.map(|()| frame)
     }
 
     /// Hands up to `max` frames of receiveq `pair` to `f` (the frame

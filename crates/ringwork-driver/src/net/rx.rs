@@ -92,7 +92,9 @@ impl<D: Dma> RxQueue<D> {
     fn post(&mut self, slot: u16) -> Result<(), RecvError> {
         let len = self.layout.buf_len;
         let seg = Segment::new(self.bufs.addr(usize::from(slot) * len as usize), len);
-        match self.vq.add(&[], &[seg], slot) {
+        // Published by the kick that ends every receive call (one
+        // `avail.idx` store per batch).
+        match self.vq.add_deferred(&[], &[seg], slot) {
             Ok(_) => Ok(()),
             Err(_) => {
                 self.broken = true;
@@ -107,6 +109,7 @@ impl<D: Dma> RxQueue<D> {
         for slot in 0..self.vq.size() {
             self.post(slot)?;
         }
+        self.vq.publish();
         Ok(())
     }
 

@@ -167,7 +167,9 @@ impl<D: Dma> TxQueue<D> {
             return Err(self.err(UsedError::Broken));
         }
         let seg = Segment::new(self.bufs.addr(off), len as u32);
-        match self.vq.add(&[seg], &[], slot) {
+        // Published by the kick that ends every send call (one
+        // `avail.idx` store per batch).
+        match self.vq.add_deferred(&[seg], &[], slot) {
             Ok(_) => Ok(()),
             Err(r) => {
                 self.free.push(r.token);

@@ -374,11 +374,45 @@ impl<D: Dma, T> DriverQueue<D, T> {
     /// to the device at once; call [`Self::kick_prepare`] to learn whether
     /// to notify it.
     pub fn add(&mut self, out: &[Segment], inp: &[Segment], token: T) -> Result<u16, Rejected<T>> {
+        self.add_inner(out, inp, token, true)
+    }
+
+    /// As [`Self::add`], but on a split ring the buffer is not visible to
+    /// the device yet: `avail.idx` is stored by the next [`Self::publish`],
+    /// [`Self::kick_prepare`] or [`Self::add`], once for a whole batch (one
+    /// store to the line the device polls instead of one per buffer). On a
+    /// packed ring the buffer is visible at once, as with [`Self::add`].
+    /// A caller that adds deferred buffers must publish or kick before it
+    /// waits for them.
+    pub fn add_deferred(
+        &mut self,
+        out: &[Segment],
+        inp: &[Segment],
+        token: T,
+    ) -> Result<u16, Rejected<T>> {
+        self.add_inner(out, inp, token, false)
+    }
+
+    /// Makes the buffers added with [`Self::add_deferred`] visible to the
+    /// device (no notification; see [`Self::kick_prepare`]).
+    pub fn publish(&mut self) {
+        if let Ring::Split(r) = &mut self.ring {
+            r.publish(&window(&self.ring_mem));
+        }
+    }
+
+    fn add_inner(
+        &mut self,
+        out: &[Segment],
+        inp: &[Segment],
+        token: T,
+        publish: bool,
+    ) -> Result<u16, Rejected<T>> {
         match self.try_add(out, inp) {
             Ok(prep) => {
                 let mem = window(&self.ring_mem);
                 let id = match &mut self.ring {
-                    Ring::Split(r) => r.add(&mem, &mut self.common, out, inp, prep),
+                    Ring::Split(r) => r.add(&mem, &mut self.common, out, inp, prep, publish),
                     Ring::Packed(r) => r.add(&mem, &mut self.common, out, inp, prep),
                 };
                 self.common
@@ -440,7 +474,8 @@ impl<D: Dma, T> DriverQueue<D, T> {
 
     /// Decides whether the device wants an available buffer notification
     /// for what was added since the last call (VIRTIO 1.4 §2.7.10 /
-    /// §2.8.10; wrap-safe with EVENT_IDX). Issues the full barrier the spec
+    /// §2.8.10; wrap-safe with EVENT_IDX), after publishing deferred
+    /// additions ([`Self::add_deferred`]). Issues the full barrier the spec
     /// requires before reading the device's suppression state.
     pub fn kick_prepare(&mut self) -> Result<bool, UsedError> {
         if self.common.broken {

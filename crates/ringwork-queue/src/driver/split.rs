@@ -27,6 +27,9 @@ pub(crate) struct SplitRing {
     free_head: u16,
     num_free: u16,
     avail_idx: u16,
+    /// `avail.idx` as last stored (behind `avail_idx` while additions are
+    /// deferred, [`crate::driver::DriverQueue::add_deferred`]).
+    published_idx: u16,
     kicked_idx: u16,
     last_used: u16,
     /// The device's `used.idx` as last read (and checked): entries up to
@@ -73,6 +76,7 @@ impl SplitRing {
             free_head: 0,
             num_free: size,
             avail_idx: 0,
+            published_idx: 0,
             kicked_idx: 0,
             last_used: 0,
             used_seen: 0,
@@ -90,6 +94,7 @@ impl SplitRing {
         self.free_head = 0;
         self.num_free = self.size;
         self.avail_idx = 0;
+        self.published_idx = 0;
         self.kicked_idx = 0;
         self.last_used = 0;
         self.used_seen = 0;
@@ -128,6 +133,7 @@ impl SplitRing {
         out: &[Segment],
         inp: &[Segment],
         prep: Prepared,
+        publish: bool,
     ) -> u16 {
         let in_order = common.features.in_order;
         let n = out.len() + inp.len();
@@ -173,10 +179,21 @@ impl SplitRing {
             let slot = self.avail_idx & (self.size - 1);
             let _ = avail.write_u16(s::avail_ring_entry_offset(slot), head);
             self.avail_idx = self.avail_idx.wrapping_add(1);
-            // VIRTIO 1.4 §2.7.13.3.1: the ring entry before idx (release).
-            let _ = avail.store_u16_release(s::AVAIL_IDX_OFFSET, self.avail_idx);
+        }
+        if publish {
+            self.publish(mem);
         }
         head
+    }
+
+    /// Stores `avail.idx` if entries were added since it was last stored
+    /// (VIRTIO 1.4 §2.7.13.3.1: the ring entries before idx, release).
+    pub(crate) fn publish(&mut self, mem: &MemSlice<'_>) {
+        if self.published_idx == self.avail_idx {
+            return;
+        }
+        let _ = mem.store_u16_release(self.avail_off + s::AVAIL_IDX_OFFSET, self.avail_idx);
+        self.published_idx = self.avail_idx;
     }
 
     fn free_chain(&mut self, head: u16, count: u16, in_order: bool) {
@@ -274,6 +291,7 @@ impl SplitRing {
         event_idx: bool,
         size: u16,
     ) -> Result<bool, OutOfBounds> {
+        self.publish(mem);
         let (new, old) = (self.avail_idx, self.kicked_idx);
         if new == old {
             // Nothing made available since the last check: no notification,
