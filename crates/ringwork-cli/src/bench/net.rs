@@ -1,8 +1,9 @@
 //! `ringwork bench net`: packets per second of ringwork's network driver
 //! (`ringwork_driver::net::NetDriver`, one queue pair) over vhost-user,
 //! like `dpdk-testpmd --forward-mode=io` with `start tx_first`. The driver
-//! injects `inject` bursts of `burst` frames, then forwards: every frame
-//! received is sent straight back (receive batch, transmit batch, take
+//! injects `inject` bursts of `burst` frames, one per round of forwarding
+//! until all are in (so the peer's first replies find receive buffers),
+//! and forwards: every frame received is sent straight back (receive batch, transmit batch, take
 //! back completed transmit buffers). Against a peer that forwards too
 //! (`ringwork serve net --loopback`, testpmd as the vhost-user backend in
 //! io mode) the frames circulate; the report gives received and sent
@@ -85,7 +86,8 @@ pub struct NetArgs {
     /// Frames per receive and transmit batch.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_BURST)))]
     pub burst: u16,
-    /// Bursts injected before forwarding (like testpmd's `start tx_first N`).
+    /// Bursts injected, one per round as forwarding starts (like testpmd's
+    /// `start tx_first N` against a peer already forwarding).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=65536))]
     pub inject: u32,
     /// Entries per queue (the backend must accept it).
@@ -350,37 +352,22 @@ pub fn run_net(a: &NetArgs, progress: bool) -> anyhow::Result<NetBenchResult> {
     let mut lens = vec![0usize; burst];
     let mut frames: Vec<TxFrame<'static>> = Vec::with_capacity(burst);
 
-    // Inject.
+    // The frames to inject: `a.inject` bursts, sent one per round of the
+    // forwarding loop, so that frames the peer turns around at once find
+    // receive buffers (injecting everything first overflowed the receive
+    // ring, and the peer dropped all but a ring's worth).
     let size = usize::from(a.size);
-    for (i, chunk) in bufs.chunks_mut(stride).enumerate() {
+    let mut tmpl = vec![0u8; burst * stride];
+    for (i, chunk) in tmpl.chunks_mut(stride).enumerate() {
         make_frame(&mut chunk[..size], mac, i as u32);
     }
     let mut injected = 0u64;
-    let deadline = Instant::now() + TIMEOUT;
-    for _ in 0..a.inject {
-        let mut f = recycle(std::mem::take(&mut frames));
-        f.extend(bufs.chunks(stride).map(|c| TxFrame::new(&c[..size])));
-        let mut off = 0;
-        while off < f.len() {
-            let n = drv
-                .send_batch(0, &f[off..])
-                .map_err(|e| anyhow!("injecting frames: {e}"))?;
-            off += n;
-            injected += n as u64;
-            if n == 0 {
-                // Transmit queue full: wait for the backend to take frames.
-                if Instant::now() > deadline {
-                    bail!("the backend took no frames in {} s", TIMEOUT.as_secs());
-                }
-                std::hint::spin_loop();
-            }
-        }
-        frames = recycle(f);
-    }
+    let mut to_inject = a.inject;
     if progress {
         eprintln!(
-            "ringwork bench net: io-forward, {size} B frames, burst {burst}, {injected} injected, \
+            "ringwork bench net: io-forward, {size} B frames, burst {burst}, {} bursts injected, \
              {ring} rings of {}, {} waits, {:.1} s",
+            a.inject,
             a.queue_size,
             if poll { "polled" } else { "interrupt" },
             a.time.as_secs_f64()
@@ -396,6 +383,18 @@ pub fn run_net(a: &NetArgs, progress: bool) -> anyhow::Result<NetBenchResult> {
     let mut now;
     let mut rounds = 0u32;
     loop {
+        if to_inject > 0 {
+            let mut f = recycle(std::mem::take(&mut frames));
+            f.extend(tmpl.chunks(stride).map(|c| TxFrame::new(&c[..size])));
+            let n = drv
+                .send_batch(0, &f)
+                .map_err(|e| anyhow!("injecting frames: {e}"))?;
+            frames = recycle(f);
+            injected += n as u64;
+            if n > 0 {
+                to_inject -= 1;
+            }
+        }
         rounds = rounds.wrapping_add(1);
         if rounds % CLOCK_EVERY == 0 {
             now = Instant::now();

@@ -9,7 +9,7 @@
 //! writable part, so any used length above 0 breaks the queue). Nothing
 //! here reads device-written memory, and nothing panics.
 
-use alloc::vec::Vec;
+use alloc::collections::VecDeque;
 
 use ringwork_queue::{AddError, Dma, DriverQueue, Segment, UsedError};
 use ringwork_transport::driver::Transport;
@@ -61,7 +61,10 @@ pub(crate) struct TxQueue<D: Dma> {
     bufs: DmaRegion<D>,
     slot_len: usize,
     hdr_len: usize,
-    free: Vec<u16>,
+    /// Free slots, first in, first out: completed in order, slots are
+    /// reused in the same order as the ring's descriptors, so a stream
+    /// rewrites few descriptors (see the split ring's free list).
+    free: VecDeque<u16>,
 }
 
 impl<D: Dma> TxQueue<D> {
@@ -84,7 +87,7 @@ impl<D: Dma> TxQueue<D> {
             bufs,
             slot_len,
             hdr_len,
-            free: (0..size).rev().collect(),
+            free: (0..size).collect(),
         })
     }
 
@@ -113,7 +116,7 @@ impl<D: Dma> TxQueue<D> {
             match self.vq.pop_used() {
                 Ok(Some(u)) => {
                     if u.token < self.vq.size() {
-                        self.free.push(u.token);
+                        self.free.push_back(u.token);
                     }
                     n += 1;
                 }
@@ -147,7 +150,7 @@ impl<D: Dma> TxQueue<D> {
                 max: self.slot_len - self.hdr_len,
             });
         }
-        let Some(slot) = self.free.pop() else {
+        let Some(slot) = self.free.pop_front() else {
             return Err(SendError::QueueFull { pair: self.pair });
         };
         let off = usize::from(slot) * self.slot_len;
@@ -163,7 +166,7 @@ impl<D: Dma> TxQueue<D> {
         }
         if !ok {
             // Cannot happen for a checked frame in its own slot.
-            self.free.push(slot);
+            self.free.push_front(slot);
             return Err(self.err(UsedError::Broken));
         }
         let seg = Segment::new(self.bufs.addr(off), len as u32);
@@ -172,7 +175,7 @@ impl<D: Dma> TxQueue<D> {
         match self.vq.add_deferred(&[seg], &[], slot) {
             Ok(_) => Ok(()),
             Err(r) => {
-                self.free.push(r.token);
+                self.free.push_front(r.token);
                 Err(match r.error {
                     AddError::NoSpace { .. } => SendError::QueueFull { pair: self.pair },
                     _ => self.err(UsedError::Broken),
@@ -190,6 +193,6 @@ impl<D: Dma> TxQueue<D> {
     pub(crate) fn reset(&mut self) {
         self.vq.reset();
         self.vq.disable_callbacks();
-        self.free = (0..self.vq.size()).rev().collect();
+        self.free = (0..self.vq.size()).collect();
     }
 }

@@ -11,11 +11,17 @@ use super::{Common, Prepared, Used, UsedError, NO_TABLE};
 use crate::mem::{MemSlice, OutOfBounds};
 use crate::types::{QueueAddresses, Segment};
 
-/// The driver's private copy of a descriptor it wrote.
+/// The driver's private state of a descriptor: the free-list link (or,
+/// in use, the chain link), and what it last wrote to the shared table.
 #[derive(Debug, Clone, Copy, Default)]
 struct ShadowDesc {
     next: u16,
+    /// (addr, len, flags, next) as last written; `None` after a reset.
+    written: Option<(u64, u32, u16, u16)>,
 }
+
+/// An `avail.ring` entry not written since the last reset.
+const NO_ENTRY: u16 = u16::MAX;
 
 pub(crate) struct SplitRing {
     size: u16,
@@ -24,7 +30,17 @@ pub(crate) struct SplitRing {
     total: usize,
     shadow: Vec<ShadowDesc>,
     /// Free-list head, or (IN_ORDER) the next descriptor in ring order.
+    /// The list is first in, first out: a stream whose buffers complete
+    /// in order reuses descriptors, ring slots and buffers in the same
+    /// order every lap, so most writes find the table and ring already
+    /// holding what they would write, and are skipped (no store to a line
+    /// the device has cached).
     free_head: u16,
+    /// Last descriptor of the free list (meaningful while `num_free > 0`).
+    free_tail: u16,
+    /// What was last written to each `avail.ring` entry ([`NO_ENTRY`]
+    /// after a reset).
+    avail_written: Vec<u16>,
     num_free: u16,
     avail_idx: u16,
     /// `avail.idx` as last stored (behind `avail_idx` while additions are
@@ -74,6 +90,8 @@ impl SplitRing {
             total,
             shadow: alloc::vec![ShadowDesc::default(); usize::from(size)],
             free_head: 0,
+            free_tail: size - 1,
+            avail_written: alloc::vec![NO_ENTRY; usize::from(size)],
             num_free: size,
             avail_idx: 0,
             published_idx: 0,
@@ -90,8 +108,11 @@ impl SplitRing {
     pub(crate) fn init(&mut self) {
         for (i, d) in self.shadow.iter_mut().enumerate() {
             d.next = ((i + 1) % usize::from(self.size)) as u16;
+            d.written = None;
         }
+        self.avail_written.fill(NO_ENTRY);
         self.free_head = 0;
+        self.free_tail = self.size - 1;
         self.num_free = self.size;
         self.avail_idx = 0;
         self.published_idx = 0;
@@ -126,6 +147,31 @@ impl SplitRing {
         }
     }
 
+    /// Writes descriptor `index` of the ring's table, unless it already
+    /// holds exactly that (as we last wrote it: the device only reads the
+    /// table, and one that scribbles on it misleads only itself).
+    #[inline]
+    fn put_desc(
+        &mut self,
+        mem: &MemSlice<'_>,
+        index: u16,
+        addr: u64,
+        len: u32,
+        flags: u16,
+        next: u16,
+    ) {
+        let Some(d) = self.shadow.get_mut(usize::from(index)) else {
+            return;
+        };
+        let w = (addr, len, flags, next);
+        if d.written == Some(w) {
+            return;
+        }
+        if write_desc(mem, usize::from(index), addr, len, flags, next).is_ok() {
+            d.written = Some(w);
+        }
+    }
+
     pub(crate) fn add<T>(
         &mut self,
         mem: &MemSlice<'_>,
@@ -152,9 +198,9 @@ impl SplitRing {
                     let next = if last { 0 } else { (i + 1) as u16 };
                     let _ = write_desc(&table, i, seg.addr, seg.len, flags, next);
                 }
-                let _ = write_desc(
+                self.put_desc(
                     mem,
-                    usize::from(head),
+                    head,
                     taddr,
                     (n * DESC_SIZE) as u32,
                     VIRTQ_DESC_F_INDIRECT,
@@ -167,7 +213,7 @@ impl SplitRing {
             for (i, (seg, w)) in segs.enumerate() {
                 let next = self.following(idx, in_order);
                 let flags = w | if i + 1 == n { 0 } else { VIRTQ_DESC_F_NEXT };
-                let _ = write_desc(mem, usize::from(idx), seg.addr, seg.len, flags, next);
+                self.put_desc(mem, idx, seg.addr, seg.len, flags, next);
                 self.shadow[usize::from(idx)].next = next;
                 idx = next;
             }
@@ -177,7 +223,15 @@ impl SplitRing {
         let avail = mem.subslice(self.avail_off, s::avail_ring_size(self.size));
         if let Ok(avail) = avail {
             let slot = self.avail_idx & (self.size - 1);
-            let _ = avail.write_u16(s::avail_ring_entry_offset(slot), head);
+            if let Some(w) = self.avail_written.get_mut(usize::from(slot)) {
+                if *w != head
+                    && avail
+                        .write_u16(s::avail_ring_entry_offset(slot), head)
+                        .is_ok()
+                {
+                    *w = head;
+                }
+            }
             self.avail_idx = self.avail_idx.wrapping_add(1);
         }
         if publish {
@@ -202,8 +256,13 @@ impl SplitRing {
             for _ in 1..count {
                 last = self.shadow[usize::from(last)].next;
             }
-            self.shadow[usize::from(last)].next = self.free_head;
-            self.free_head = head;
+            // Appended: first in, first out.
+            if self.num_free == 0 {
+                self.free_head = head;
+            } else {
+                self.shadow[usize::from(self.free_tail)].next = head;
+            }
+            self.free_tail = last;
         }
         self.num_free += count;
     }
