@@ -22,7 +22,7 @@ rm -f $S
   | vhost > /tmp/drv-vhost-ours.log 2>&1 &
 VHP=$!
 waitsock; sleep 0.2
-${PERF:-} nice -n -19 taskset -c 1 $R bench net --socket-path $S $RING --time $T --json \
+${PERF:-} nice -n -19 taskset -c 1 $R bench net --socket-path $S $RING --time $T --json ${BENCH_OPTS:-} \
   > /tmp/drv-ours.json 2> /tmp/drv-ours.err
 wait $VHP
 

@@ -341,64 +341,115 @@ fn prefetch_line(p: *const u8, write: bool) {
     }
 }
 
-/// Word-wise volatile copy out of shared memory: bytes up to the first
-/// 8-aligned shared address, then aligned volatile words, then the tail.
+/// Copies one naturally aligned unit of `$t` out of shared memory.
+macro_rules! unit_from {
+    ($t:ty, $src:expr, $dst:expr) => {
+        // SAFETY (callers): `$src` is aligned for `$t` and both ranges hold
+        // size_of::<$t>() bytes; `$dst` is written unaligned.
+        $dst.cast::<$t>()
+            .write_unaligned($src.cast::<$t>().read_volatile())
+    };
+}
+
+/// Copies one naturally aligned unit of `$t` into shared memory.
+macro_rules! unit_to {
+    ($t:ty, $src:expr, $dst:expr) => {
+        // SAFETY (callers): `$dst` is aligned for `$t` and both ranges hold
+        // size_of::<$t>() bytes; `$src` is read unaligned.
+        $dst.cast::<$t>()
+            .write_volatile($src.cast::<$t>().read_unaligned())
+    };
+}
+
+/// Volatile copy out of shared memory in naturally aligned units on the
+/// shared side: up to one byte, one `u16` and one `u32` to reach an
+/// 8-byte boundary, then `u64` words, then one `u32`, `u16` and byte at
+/// most. Each unit is read once; the peer may change memory meanwhile,
+/// which only changes the bytes we get.
 ///
 /// # Safety
 /// `src` must be valid for `len` bytes of reads (volatile), `dst` for `len`
 /// bytes of writes, and the ranges must not overlap.
 #[inline]
 unsafe fn volatile_copy_from(src: *const u8, dst: *mut u8, len: usize) {
-    let head = src.align_offset(8).min(len);
     let mut i = 0;
-    while i < head {
-        // SAFETY: i < len.
-        unsafe { dst.add(i).write(src.add(i).read_volatile()) };
-        i += 1;
-    }
-    while i + 8 <= len {
-        // SAFETY: i + 8 <= len; `src + i` is 8-aligned (`src + head` is and
-        // i - head is a multiple of 8); `dst` may be unaligned.
-        unsafe {
-            let w = src.add(i).cast::<u64>().read_volatile();
-            dst.add(i).cast::<u64>().write_unaligned(w);
+    // SAFETY (every block below): `i + size <= len` is checked, and the
+    // alignment of `src + i` follows from the address bits tested.
+    unsafe {
+        if (src as usize) & 1 != 0 && i < len {
+            unit_from!(u8, src.add(i), dst.add(i));
+            i += 1;
         }
-        i += 8;
-    }
-    while i < len {
-        // SAFETY: i < len.
-        unsafe { dst.add(i).write(src.add(i).read_volatile()) };
-        i += 1;
+        if (src as usize + i) & 2 != 0 && i + 2 <= len {
+            unit_from!(u16, src.add(i), dst.add(i));
+            i += 2;
+        }
+        if (src as usize + i) & 4 != 0 && i + 4 <= len {
+            unit_from!(u32, src.add(i), dst.add(i));
+            i += 4;
+        }
+        if (src as usize + i) & 7 == 0 {
+            while i + 8 <= len {
+                unit_from!(u64, src.add(i), dst.add(i));
+                i += 8;
+            }
+        }
+        while i + 4 <= len && (src as usize + i) & 3 == 0 {
+            unit_from!(u32, src.add(i), dst.add(i));
+            i += 4;
+        }
+        while i + 2 <= len && (src as usize + i) & 1 == 0 {
+            unit_from!(u16, src.add(i), dst.add(i));
+            i += 2;
+        }
+        while i < len {
+            unit_from!(u8, src.add(i), dst.add(i));
+            i += 1;
+        }
     }
 }
 
-/// Word-wise volatile copy into shared memory, aligned on the shared side
-/// as [`volatile_copy_from`].
+/// Volatile copy into shared memory, in the aligned units of
+/// [`volatile_copy_from`] (aligned on the shared side, `dst`).
 ///
 /// # Safety
 /// As [`volatile_copy_from`], with `dst` the shared side.
 #[inline]
 unsafe fn volatile_copy_to(src: *const u8, dst: *mut u8, len: usize) {
-    let head = dst.align_offset(8).min(len);
     let mut i = 0;
-    while i < head {
-        // SAFETY: i < len.
-        unsafe { dst.add(i).write_volatile(src.add(i).read()) };
-        i += 1;
-    }
-    while i + 8 <= len {
-        // SAFETY: i + 8 <= len; `dst + i` is 8-aligned; `src` is read
-        // unaligned.
-        unsafe {
-            let w = src.add(i).cast::<u64>().read_unaligned();
-            dst.add(i).cast::<u64>().write_volatile(w);
+    // SAFETY (every block below): `i + size <= len` is checked, and the
+    // alignment of `dst + i` follows from the address bits tested.
+    unsafe {
+        if (dst as usize) & 1 != 0 && i < len {
+            unit_to!(u8, src.add(i), dst.add(i));
+            i += 1;
         }
-        i += 8;
-    }
-    while i < len {
-        // SAFETY: i < len.
-        unsafe { dst.add(i).write_volatile(src.add(i).read()) };
-        i += 1;
+        if (dst as usize + i) & 2 != 0 && i + 2 <= len {
+            unit_to!(u16, src.add(i), dst.add(i));
+            i += 2;
+        }
+        if (dst as usize + i) & 4 != 0 && i + 4 <= len {
+            unit_to!(u32, src.add(i), dst.add(i));
+            i += 4;
+        }
+        if (dst as usize + i) & 7 == 0 {
+            while i + 8 <= len {
+                unit_to!(u64, src.add(i), dst.add(i));
+                i += 8;
+            }
+        }
+        while i + 4 <= len && (dst as usize + i) & 3 == 0 {
+            unit_to!(u32, src.add(i), dst.add(i));
+            i += 4;
+        }
+        while i + 2 <= len && (dst as usize + i) & 1 == 0 {
+            unit_to!(u16, src.add(i), dst.add(i));
+            i += 2;
+        }
+        while i < len {
+            unit_to!(u8, src.add(i), dst.add(i));
+            i += 1;
+        }
     }
 }
 
@@ -579,6 +630,35 @@ mod tests {
                     let inside = i >= start && i < start + len;
                     assert_eq!(*b, if inside { 0xee } else { 0x11 }, "{start}+{len} @{i}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn copies_are_exact_at_any_alignment_and_length() {
+        let mut buf = [0u64; 16];
+        // SAFETY: a private, live, writable buffer of 128 bytes.
+        let s = unsafe { MemSlice::from_raw_parts(buf.as_mut_ptr().cast(), 128) };
+        let pattern: Vec<u8> = (0..80u8)
+            .map(|i| i.wrapping_mul(37).wrapping_add(1))
+            .collect();
+        for start in 0..16 {
+            for len in 0..=pattern.len().min(128 - start) {
+                s.fill(0, 128, 0).unwrap();
+                s.write_bytes(start, &pattern[..len]).unwrap();
+                let mut all = [0u8; 128];
+                s.read_bytes(0, &mut all).unwrap();
+                for (i, b) in all.iter().enumerate() {
+                    let want = if i >= start && i < start + len {
+                        pattern[i - start]
+                    } else {
+                        0
+                    };
+                    assert_eq!(*b, want, "write {start}+{len} @{i}");
+                }
+                let mut back = vec![0xffu8; len];
+                s.read_bytes(start, &mut back).unwrap();
+                assert_eq!(back, pattern[..len], "read {start}+{len}");
             }
         }
     }
