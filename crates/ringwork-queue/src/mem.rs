@@ -373,7 +373,7 @@ macro_rules! unit_to {
 #[inline]
 unsafe fn volatile_copy_from(src: *const u8, dst: *mut u8, len: usize) {
     let mut i = 0;
-    // SAFETY (every block below): `i + size <= len` is checked, and the
+    // SAFETY: for every unit below, `i + size <= len` is checked, and the
     // alignment of `src + i` follows from the address bits tested.
     unsafe {
         if (src as usize) & 1 != 0 && i < len {
@@ -417,7 +417,7 @@ unsafe fn volatile_copy_from(src: *const u8, dst: *mut u8, len: usize) {
 #[inline]
 unsafe fn volatile_copy_to(src: *const u8, dst: *mut u8, len: usize) {
     let mut i = 0;
-    // SAFETY (every block below): `i + size <= len` is checked, and the
+    // SAFETY: for every unit below, `i + size <= len` is checked, and the
     // alignment of `dst + i` follows from the address bits tested.
     unsafe {
         if (dst as usize) & 1 != 0 && i < len {
