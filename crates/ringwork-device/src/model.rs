@@ -360,6 +360,34 @@ impl<'a> QueueCtx<'a> {
         Ok(got)
     }
 
+    /// Pops up to `chains.len()` chains into `chains`; returns how many
+    /// (the first ones). Resubmitted in-flight chains come first. One ring
+    /// translation per burst ([`DeviceQueue::pop_burst`]).
+    pub fn pop_burst(&mut self, chains: &mut [DescChain]) -> Result<usize, DeviceError> {
+        let mut n = 0;
+        while n < chains.len() {
+            let Some(c) = self.q.resubmit.pop_front() else {
+                break;
+            };
+            if let Some(slot) = chains.get_mut(n) {
+                *slot = c;
+            }
+            n += 1;
+        }
+        let rest = chains.get_mut(n..).unwrap_or_default();
+        let got = self
+            .q
+            .queue
+            .pop_burst(self.mem, rest)
+            .map_err(|e| self.err(e))?;
+        if let Some(log) = self.q.inflight.as_mut() {
+            for c in rest.iter().take(got) {
+                log.popped_chain(c);
+            }
+        }
+        Ok(n + got)
+    }
+
     /// Pops the next available chain.
     pub fn pop(&mut self) -> Result<Option<DescChain>, DeviceError> {
         let mut c = DescChain::new();

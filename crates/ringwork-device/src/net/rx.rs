@@ -255,16 +255,9 @@ impl RxWorker {
     fn refill(&mut self, q: &mut QueueCtx<'_>) -> Result<(), DeviceError> {
         let want = (self.inbox.len() + 1).min(self.ready.len());
         self.ready_at = 0;
+        let burst = self.ready.get_mut(..want).unwrap_or_default();
         self.ready_len = 0;
-        while self.ready_len < want {
-            let Some(c) = self.ready.get_mut(self.ready_len) else {
-                break;
-            };
-            if !q.pop_into(c)? {
-                break;
-            }
-            self.ready_len += 1;
-        }
+        self.ready_len = q.pop_burst(burst)?;
         for c in self.ready.get(..self.ready_len).unwrap_or_default() {
             c.prefetch(q.mem(), PREFETCH_LEN, true);
         }
@@ -276,11 +269,19 @@ impl RxWorker {
     fn fill_one(&mut self, q: &mut QueueCtx<'_>, i: usize, p: &Packet) -> Result<(), DeviceError> {
         let hdr = self.header(p, 1);
         let chain = self.popped(i);
-        let mut w = chain.writer(q.mem());
-        let r = w.write(&hdr[..self.hdr_len]).and_then(|_| w.write(&p.data));
+        let need = self.hdr_len + p.data.len();
         let token = chain.token();
-        if let Err(e) = r {
-            return Err(q.chain_error(e));
+        // One segment holding it all (the usual buffer): one translation.
+        let fast = chain.writable_window(q.mem(), need).is_some_and(|w| {
+            w.write_bytes(0, &hdr[..self.hdr_len]).is_ok()
+                && w.write_bytes(self.hdr_len, &p.data).is_ok()
+        });
+        if !fast {
+            let mut w = chain.writer(q.mem());
+            let r = w.write(&hdr[..self.hdr_len]).and_then(|_| w.write(&p.data));
+            if let Err(e) = r {
+                return Err(q.chain_error(e));
+            }
         }
         self.batch
             .push((token, (self.hdr_len + p.data.len()) as u32));

@@ -145,17 +145,31 @@ impl TxWorker {
         if len > self.shared.max_frame_len.min(MAX_GSO_FRAME_LEN) {
             return Ok(Err(TxRefusal::LongFrame));
         }
-        let mut r = chain.reader(q.mem());
         let mut hdr = [0u8; NET_HDR_FULL_SIZE];
         let hdr = &mut hdr[..self.hdr_len];
-        if let Err(e) = r.read(hdr) {
-            return Err(q.chain_error(e));
-        }
         let mut frame = pool::take(len);
-        match r.read(&mut frame) {
-            Ok(n) if n == len => {}
-            Ok(_) => return Ok(Err(TxRefusal::ShortFrame)),
-            Err(e) => return Err(q.chain_error(e)),
+        // Header and frame in one segment (the usual layout): one
+        // translation, no cursor.
+        let fast = chain.readable_window(q.mem(), total).is_some_and(|w| {
+            w.read_bytes(0, hdr).is_ok() && w.read_bytes(self.hdr_len, &mut frame).is_ok()
+        });
+        if !fast {
+            let mut r = chain.reader(q.mem());
+            if let Err(e) = r.read(hdr) {
+                pool::give(frame);
+                return Err(q.chain_error(e));
+            }
+            match r.read(&mut frame) {
+                Ok(n) if n == len => {}
+                Ok(_) => {
+                    pool::give(frame);
+                    return Ok(Err(TxRefusal::ShortFrame));
+                }
+                Err(e) => {
+                    pool::give(frame);
+                    return Err(q.chain_error(e));
+                }
+            }
         }
         let Some(h) = VnetHdr::parse(hdr) else {
             return Ok(Err(TxRefusal::ShortHeader));
@@ -203,16 +217,7 @@ impl QueueWorker for TxWorker {
             return Ok(());
         }
         loop {
-            let mut n = 0;
-            while n < BATCH {
-                let Some(c) = self.chains.get_mut(n) else {
-                    break;
-                };
-                if !q.pop_into(c)? {
-                    break;
-                }
-                n += 1;
-            }
+            let n = q.pop_burst(&mut self.chains)?;
             let burst = self.chains.get(..n).unwrap_or_default();
             for c in burst {
                 c.prefetch(q.mem(), PREFETCH_LEN, false);

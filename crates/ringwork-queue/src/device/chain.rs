@@ -226,6 +226,41 @@ impl DescChain {
         }
     }
 
+    /// The first `len` bytes of the device-readable part as one window,
+    /// when the first readable segment holds them all and lies in `mem`
+    /// (`None` otherwise: use [`Self::reader`], which also reports why a
+    /// segment cannot be read). A fast path for the common one-segment
+    /// request: one translation, no cursor.
+    #[inline]
+    pub fn readable_window<'m, M: GuestMemory + ?Sized>(
+        &self,
+        mem: &'m M,
+        len: usize,
+    ) -> Option<MemSlice<'m>> {
+        let seg = self.readable_segments().first()?;
+        if (seg.len as usize) < len {
+            return None;
+        }
+        mem.slice(seg.addr, len)
+    }
+
+    /// The first `len` bytes of the device-writable part as one window,
+    /// when the first writable segment holds them all and lies in `mem`
+    /// (`None` otherwise: use [`Self::writer`]). See
+    /// [`Self::readable_window`].
+    #[inline]
+    pub fn writable_window<'m, M: GuestMemory + ?Sized>(
+        &self,
+        mem: &'m M,
+        len: usize,
+    ) -> Option<MemSlice<'m>> {
+        let seg = self.writable_segments().first()?;
+        if (seg.len as usize) < len {
+            return None;
+        }
+        mem.slice(seg.addr, len)
+    }
+
     /// A reader over the device-readable part.
     pub fn reader<'c, M: GuestMemory + ?Sized>(&'c self, mem: &'c M) -> ChainReader<'c, M> {
         ChainReader {

@@ -347,17 +347,50 @@ impl DeviceQueue {
         mem: &M,
         chain: &mut DescChain,
     ) -> Result<bool, DeviceQueueError> {
+        Ok(self.pop_burst(mem, core::slice::from_mut(chain))? == 1)
+    }
+
+    /// Pops up to `chains.len()` available chains into `chains` (reusing
+    /// their buffers); returns how many, the first ones. Same checks and
+    /// order as that many [`Self::pop_into`] calls, with the ring areas
+    /// translated once per burst (split rings). A device that handles
+    /// chains in bursts (pop all, prefetch their buffers, then read them)
+    /// calls this once per burst.
+    pub fn pop_burst<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+        chains: &mut [DescChain],
+    ) -> Result<usize, DeviceQueueError> {
         if self.broken {
             return Err(DeviceQueueError::Broken);
         }
         let notify = self.notify_enabled;
         let r = match &mut self.ring {
-            Ring::Split(st) => split::pop(&self.core, st, notify, mem, chain),
-            Ring::Packed(st) => packed::pop(&self.core, st, notify, mem, chain),
+            Ring::Split(st) => split::pop_burst(&self.core, st, notify, mem, chains),
+            Ring::Packed(st) => {
+                let mut n = 0;
+                let mut r = Ok(0);
+                for c in chains.iter_mut() {
+                    match packed::pop(&self.core, st, notify, mem, c) {
+                        Ok(true) => n += 1,
+                        Ok(false) => break,
+                        Err(e) => {
+                            r = Err(e);
+                            break;
+                        }
+                    }
+                }
+                r.map(|_| n)
+            }
         };
         match r {
-            Ok(true) => {
-                let in_flight = self.in_flight + u32::from(chain.token().ring_slots);
+            Ok(n) => {
+                let slots: u32 = chains
+                    .iter()
+                    .take(n)
+                    .map(|c| u32::from(c.token().ring_slots))
+                    .sum();
+                let in_flight = self.in_flight + slots;
                 if in_flight > u32::from(self.core.size) {
                     self.broken = true;
                     return Err(DeviceQueueError::TooManyInFlight {
@@ -366,9 +399,8 @@ impl DeviceQueue {
                     });
                 }
                 self.in_flight = in_flight;
-                Ok(true)
+                Ok(n)
             }
-            Ok(false) => Ok(false),
             Err(e) => {
                 self.broken = true;
                 Err(e)

@@ -19,13 +19,21 @@ fn read_desc(table: &MemSlice<'_>, index: u32) -> Result<(u64, u32, u16, u16), D
     Ok((addr, rest as u32, (rest >> 32) as u16, (rest >> 48) as u16))
 }
 
-pub(super) fn pop<M: GuestMemory + ?Sized>(
+/// Pops up to `chains.len()` available chains into `chains`; returns how
+/// many. The rings are translated once for the burst and `avail.idx` is
+/// read at most twice (once more after publishing `avail_event` when the
+/// ring looked empty). An error breaks the queue: chains popped before it
+/// in the burst are lost with it.
+pub(super) fn pop_burst<M: GuestMemory + ?Sized>(
     q: &Core,
     st: &mut SplitState,
     notify_enabled: bool,
     mem: &M,
-    chain: &mut DescChain,
-) -> Result<bool, DeviceQueueError> {
+    chains: &mut [DescChain],
+) -> Result<usize, DeviceQueueError> {
+    if chains.is_empty() {
+        return Ok(0);
+    }
     let size = q.size;
     let avail = q.area(mem, RingArea::Driver, s::avail_ring_size(size))?;
     if st.next_avail == st.avail_shadow {
@@ -47,14 +55,19 @@ pub(super) fn pop<M: GuestMemory + ?Sized>(
         }
         st.avail_shadow = idx;
         if idx == st.next_avail {
-            return Ok(false);
+            return Ok(0);
         }
     }
-    let slot = st.next_avail & (size - 1);
-    let head = avail.read_u16(s::avail_ring_entry_offset(slot))?;
-    read_chain(q, mem, head, st.next_avail, chain)?;
-    st.next_avail = st.next_avail.wrapping_add(1);
-    Ok(true)
+    let ready = usize::from(st.avail_shadow.wrapping_sub(st.next_avail));
+    let n = ready.min(chains.len());
+    let table = q.area(mem, RingArea::Descriptors, s::desc_table_size(size))?;
+    for chain in chains.iter_mut().take(n) {
+        let slot = st.next_avail & (size - 1);
+        let head = avail.read_u16(s::avail_ring_entry_offset(slot))?;
+        read_chain_in(q, mem, &table, head, st.next_avail, chain)?;
+        st.next_avail = st.next_avail.wrapping_add(1);
+    }
+    Ok(n)
 }
 
 /// Reads the chain whose head is descriptor `head` again, without
@@ -76,18 +89,31 @@ fn read_chain<M: GuestMemory + ?Sized>(
     seq: u16,
     chain: &mut DescChain,
 ) -> Result<(), DeviceQueueError> {
+    let table = q.area(mem, RingArea::Descriptors, s::desc_table_size(q.size))?;
+    read_chain_in(q, mem, &table, head, seq, chain)
+}
+
+/// [`read_chain`] with the descriptor table already translated.
+#[inline]
+fn read_chain_in<M: GuestMemory + ?Sized>(
+    q: &Core,
+    mem: &M,
+    table: &MemSlice<'_>,
+    head: u16,
+    seq: u16,
+    chain: &mut DescChain,
+) -> Result<(), DeviceQueueError> {
     let size = q.size;
     if head >= size {
         return Err(DeviceQueueError::HeadOutOfRange { head, size });
     }
-    let table = q.area(mem, RingArea::Descriptors, s::desc_table_size(size))?;
     chain.clear();
     chain.set_token(UsedToken {
         id: head,
         ring_slots: 1,
         seq,
     });
-    walk(q, mem, &table, u32::from(size), head, chain, false)
+    walk(q, mem, table, u32::from(size), head, chain, false)
 }
 
 /// Walks a chain through `table` (the main table, or an indirect one).
