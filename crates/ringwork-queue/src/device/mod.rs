@@ -352,10 +352,13 @@ impl DeviceQueue {
 
     /// Pops up to `chains.len()` available chains into `chains` (reusing
     /// their buffers); returns how many, the first ones. Same checks and
-    /// order as that many [`Self::pop_into`] calls, with the ring areas
-    /// translated once per burst (split rings). A device that handles
-    /// chains in bursts (pop all, prefetch their buffers, then read them)
-    /// calls this once per burst.
+    /// order as that many [`Self::pop_into`] calls, with the rings
+    /// translated once per burst. A device that handles chains in bursts
+    /// (pop all, prefetch their buffers, then read them) calls this once
+    /// per burst. A short burst does not say the ring was found empty
+    /// (with EVENT_IDX only a call that pops nothing asks the driver to
+    /// notify): call again, or [`Self::enable_notification`], before
+    /// waiting for a notification.
     pub fn pop_burst<M: GuestMemory + ?Sized>(
         &mut self,
         mem: &M,
@@ -367,21 +370,7 @@ impl DeviceQueue {
         let notify = self.notify_enabled;
         let r = match &mut self.ring {
             Ring::Split(st) => split::pop_burst(&self.core, st, notify, mem, chains),
-            Ring::Packed(st) => {
-                let mut n = 0;
-                let mut r = Ok(0);
-                for c in chains.iter_mut() {
-                    match packed::pop(&self.core, st, notify, mem, c) {
-                        Ok(true) => n += 1,
-                        Ok(false) => break,
-                        Err(e) => {
-                            r = Err(e);
-                            break;
-                        }
-                    }
-                }
-                r.map(|_| n)
-            }
+            Ring::Packed(st) => packed::pop_burst(&self.core, st, notify, mem, chains),
         };
         match r {
             Ok(n) => {

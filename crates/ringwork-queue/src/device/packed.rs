@@ -32,15 +32,42 @@ pub(crate) fn advance(size: u16, pos: &mut u16, wrap: &mut bool, by: u16) {
     }
 }
 
-pub(super) fn pop<M: GuestMemory + ?Sized>(
+/// Pops up to `chains.len()` available chains; returns how many. The ring
+/// is translated once per burst. Only a burst that finds nothing at all
+/// publishes the event suppression position (with EVENT_IDX) and looks
+/// again; a short burst leaves that to the next call.
+pub(super) fn pop_burst<M: GuestMemory + ?Sized>(
     q: &Core,
     st: &mut PackedState,
     notify_enabled: bool,
     mem: &M,
+    chains: &mut [DescChain],
+) -> Result<usize, DeviceQueueError> {
+    if chains.is_empty() {
+        return Ok(0);
+    }
+    let ring = q.area(mem, RingArea::Descriptors, p::desc_ring_size(q.size))?;
+    let mut n = 0;
+    for chain in chains.iter_mut() {
+        if !pop_in(q, st, notify_enabled && n == 0, mem, &ring, chain)? {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Pops one chain from the translated descriptor ring.
+#[inline]
+fn pop_in<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &mut PackedState,
+    notify_enabled: bool,
+    mem: &M,
+    ring: &MemSlice<'_>,
     chain: &mut DescChain,
 ) -> Result<bool, DeviceQueueError> {
     let size = q.size;
-    let ring = q.area(mem, RingArea::Descriptors, p::desc_ring_size(size))?;
     let flags_off = usize::from(st.avail_pos) * DESC_SIZE + 14;
     let mut first_flags = ring.load_u16_acquire(flags_off)?;
     if !p::is_avail(first_flags, st.avail_wrap) {
@@ -69,7 +96,7 @@ pub(super) fn pop<M: GuestMemory + ?Sized>(
             }
             .into());
         }
-        let (addr, len, id, desc_flags) = read_desc(&ring, pos)?;
+        let (addr, len, id, desc_flags) = read_desc(ring, pos)?;
         if n > 0 {
             flags = desc_flags;
             if !p::is_avail(flags, wrap) {
