@@ -28,6 +28,7 @@
 use std::sync::Arc;
 
 use ringwork_queue::device::{DescChain, UsedToken};
+use ringwork_queue::mem::MemSlice;
 use ringwork_spec::net::*;
 
 use super::device::{has, Shared};
@@ -132,9 +133,11 @@ impl TxWorker {
     }
 
     /// Reads one chain into a packet.
+    /// `window`: the readable part as one window, if it is one segment.
     fn read(
         &self,
         chain: &DescChain,
+        window: Option<MemSlice<'_>>,
         q: &mut QueueCtx<'_>,
     ) -> Result<Result<Packet, TxRefusal>, DeviceError> {
         let total = chain.readable_len() as usize;
@@ -150,7 +153,7 @@ impl TxWorker {
         let mut frame = pool::take(len);
         // Header and frame in one segment (the usual layout): one
         // translation, no cursor.
-        let fast = chain.readable_window(q.mem(), total).is_some_and(|w| {
+        let fast = window.is_some_and(|w| {
             w.read_bytes(0, hdr).is_ok() && w.read_bytes(self.hdr_len, &mut frame).is_ok()
         });
         if !fast {
@@ -219,11 +222,19 @@ impl QueueWorker for TxWorker {
         loop {
             let n = q.pop_burst(&mut self.chains)?;
             let burst = self.chains.get(..n).unwrap_or_default();
-            for c in burst {
-                c.prefetch(q.mem(), PREFETCH_LEN, false);
+            // Each chain's header and frame as one window when they sit in
+            // one segment (translated once, for the prefetch and the read).
+            let mem = q.mem();
+            let mut windows = [None; BATCH];
+            for (c, w) in burst.iter().zip(windows.iter_mut()) {
+                *w = c.readable_window(mem, c.readable_len() as usize);
+                match w {
+                    Some(w) => w.prefetch(0, PREFETCH_LEN, false),
+                    None => c.prefetch(mem, PREFETCH_LEN, false),
+                }
             }
-            for c in burst {
-                match self.read(c, &mut q)? {
+            for (c, w) in burst.iter().zip(windows) {
+                match self.read(c, w, &mut q)? {
                     Ok(p) => self.out.push(p),
                     Err(why) => {
                         tracing::debug!("virtio-net tx: dropping a malformed chain: {why:?}");
