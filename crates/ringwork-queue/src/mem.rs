@@ -257,6 +257,29 @@ impl<'a> MemSlice<'a> {
         Ok(())
     }
 
+    /// Appends the `len` bytes at `offset` to `v` (growing it if needed),
+    /// without zero-filling them first.
+    pub fn read_append(
+        &self,
+        offset: usize,
+        len: usize,
+        v: &mut alloc::vec::Vec<u8>,
+    ) -> Result<(), OutOfBounds> {
+        let src = self.ptr_at(offset, len)?;
+        v.reserve(len);
+        let dst = v.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+        // SAFETY: `src..src+len` is inside the window (checked); `dst` is
+        // the vector's spare capacity, at least `len` bytes after
+        // `reserve`, private and not overlapping shared memory. The copy
+        // initialises all `len` bytes, so the new length covers only
+        // initialised bytes.
+        unsafe {
+            volatile_copy_from(src, dst, len);
+            v.set_len(v.len() + len);
+        }
+        Ok(())
+    }
+
     /// Copies `src` into the window starting at `offset`.
     pub fn write_bytes(&self, offset: usize, src: &[u8]) -> Result<(), OutOfBounds> {
         let dst = self.ptr_at(offset, src.len())?;
@@ -661,5 +684,25 @@ mod tests {
                 assert_eq!(back, pattern[..len], "read {start}+{len}");
             }
         }
+    }
+
+    #[test]
+    fn read_append_adds_exactly_the_bytes() {
+        let mut buf = [0u64; 8];
+        // SAFETY: a private, live, writable buffer of 64 bytes.
+        let s = unsafe { MemSlice::from_raw_parts(buf.as_mut_ptr().cast(), 64) };
+        let pattern: Vec<u8> = (1..=64u8).collect();
+        s.write_bytes(0, &pattern).unwrap();
+        for start in 0..8 {
+            for len in [0, 1, 5, 8, 13, 40] {
+                let mut v = vec![0xee];
+                s.read_append(start, len, &mut v).unwrap();
+                assert_eq!(v[0], 0xee);
+                assert_eq!(v[1..], pattern[start..start + len], "{start}+{len}");
+            }
+        }
+        let mut v = Vec::new();
+        assert!(s.read_append(60, 5, &mut v).is_err());
+        assert!(v.is_empty());
     }
 }

@@ -1,5 +1,5 @@
-//! Frame buffers recycled per thread: the transmit path takes a buffer to
-//! copy a frame into, the receive path gives it back once the frame is
+//! Frame buffers recycled per thread: the transmit path takes an empty
+//! buffer to copy a frame into, the receive path gives it back once the frame is
 //! delivered. When a device's queues share a thread ([`NetWorkers`]) a
 //! steady stream allocates nothing; across threads the pool of the
 //! receiving thread fills up to [`POOL_FRAMES`] and the rest is freed.
@@ -23,8 +23,9 @@ thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A zeroed buffer of `len` bytes, recycled when one is at hand.
-pub(super) fn take(len: usize) -> Vec<u8> {
+/// An empty buffer with room for `len` bytes, recycled when one is at
+/// hand (for filling without zeroing first).
+pub(super) fn take_empty(len: usize) -> Vec<u8> {
     if len <= POOL_BUFFER_MAX {
         let reused = POOL
             .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
@@ -32,14 +33,11 @@ pub(super) fn take(len: usize) -> Vec<u8> {
             .flatten();
         if let Some(mut v) = reused {
             v.clear();
-            v.resize(len, 0);
             return v;
         }
-        let mut v = Vec::with_capacity(len.max(256));
-        v.resize(len, 0);
-        return v;
+        return Vec::with_capacity(len.max(256));
     }
-    vec![0u8; len]
+    Vec::with_capacity(len)
 }
 
 /// Gives a buffer back (or frees it when the pool is full or it is big).
@@ -61,24 +59,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recycles_small_buffers_zeroed() {
-        let mut a = take(100);
-        assert_eq!(a.len(), 100);
-        a.fill(0xaa);
+    fn recycles_small_buffers_empty() {
+        let mut a = take_empty(100);
+        assert!(a.is_empty() && a.capacity() >= 100);
+        a.resize(100, 0xaa);
         let ptr = a.as_ptr();
         give(a);
-        let b = take(60);
+        let b = take_empty(60);
         assert_eq!(b.as_ptr(), ptr, "reused");
-        assert!(b.iter().all(|&x| x == 0), "zeroed");
+        assert!(b.is_empty(), "emptied");
         give(b);
         // Big buffers are not kept.
-        give(take(POOL_BUFFER_MAX + 1));
+        let mut big = take_empty(POOL_BUFFER_MAX + 1);
+        big.resize(POOL_BUFFER_MAX + 1, 0);
+        give(big);
         POOL.with(|p| assert!(p.borrow().iter().all(|v| v.capacity() <= POOL_BUFFER_MAX)));
     }
 
     #[test]
     fn bounded() {
-        let bufs: Vec<Vec<u8>> = (0..POOL_FRAMES + 10).map(|_| take(64)).collect();
+        let bufs: Vec<Vec<u8>> = (0..POOL_FRAMES + 10).map(|_| take_empty(64)).collect();
         for b in bufs {
             give(b);
         }

@@ -150,13 +150,15 @@ impl TxWorker {
         }
         let mut hdr = [0u8; NET_HDR_FULL_SIZE];
         let hdr = &mut hdr[..self.hdr_len];
-        let mut frame = pool::take(len);
         // Header and frame in one segment (the usual layout): one
-        // translation, no cursor.
+        // translation, no cursor, no zero-filling of the frame buffer.
+        let mut frame = pool::take_empty(len);
         let fast = window.is_some_and(|w| {
-            w.read_bytes(0, hdr).is_ok() && w.read_bytes(self.hdr_len, &mut frame).is_ok()
+            w.read_bytes(0, hdr).is_ok() && w.read_append(self.hdr_len, len, &mut frame).is_ok()
         });
         if !fast {
+            frame.clear();
+            frame.resize(len, 0);
             let mut r = chain.reader(q.mem());
             if let Err(e) = r.read(hdr) {
                 pool::give(frame);
