@@ -359,6 +359,7 @@ impl DeviceQueue {
     /// (with EVENT_IDX only a call that pops nothing asks the driver to
     /// notify): call again, or [`Self::enable_notification`], before
     /// waiting for a notification.
+    #[inline]
     pub fn pop_burst<M: GuestMemory + ?Sized>(
         &mut self,
         mem: &M,

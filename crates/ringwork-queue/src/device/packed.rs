@@ -36,6 +36,7 @@ pub(crate) fn advance(size: u16, pos: &mut u16, wrap: &mut bool, by: u16) {
 /// is translated once per burst. Only a burst that finds nothing at all
 /// publishes the event suppression position (with EVENT_IDX) and looks
 /// again; a short burst leaves that to the next call.
+#[inline]
 pub(super) fn pop_burst<M: GuestMemory + ?Sized>(
     q: &Core,
     st: &mut PackedState,

@@ -24,6 +24,7 @@ fn read_desc(table: &MemSlice<'_>, index: u32) -> Result<(u64, u32, u16, u16), D
 /// read at most twice (once more after publishing `avail_event` when the
 /// ring looked empty). An error breaks the queue: chains popped before it
 /// in the burst are lost with it.
+#[inline]
 pub(super) fn pop_burst<M: GuestMemory + ?Sized>(
     q: &Core,
     st: &mut SplitState,
