@@ -37,6 +37,15 @@
 //! frames arriving meanwhile wait in the backend, which drops what it has
 //! no room for. Nothing blocks, nothing breaks.
 //!
+//! Bursts: the worker fetches up to [`RX_BATCH`] frames from the backend,
+//! pops one receive buffer per frame in hand at once and prefetches them
+//! for writing before filling the first (their lines sit in the driver's
+//! cache); buffers popped for frames the filter then drops serve the next
+//! frames, in order. Used entries are published every [`RX_BATCH`]
+//! frames, so a polling driver gets the first frames of a long burst
+//! early. While the host polls, the backend is told not to ring its
+//! doorbell ([`NetBackend::set_rx_wakeup`](super::NetBackend::set_rx_wakeup)).
+//!
 //! Trust and panic contract: buffers are driver-controlled and written
 //! only through the chain writer; a chain outside guest memory breaks the
 //! queue. Nothing here panics.
@@ -458,8 +467,9 @@ impl QueueWorker for RxWorker {
         q.signal()
     }
 
-    /// Gives back the buffers of a half-delivered frame (used length 0, so
-    /// the driver drops them) and forgets the frame.
+    /// Gives back the buffers of a half-delivered frame and the buffers
+    /// popped ahead and not filled (used length 0, so the driver drops
+    /// them) and forgets the frames held.
     fn quiesce(&mut self, qs: &mut QueueSet<'_>) -> Result<(), DeviceError> {
         let held = usize::from(self.pending.take().is_some()) + self.inbox.len();
         self.inbox.clear();

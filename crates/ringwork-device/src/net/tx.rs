@@ -3,7 +3,12 @@
 //! the device-readable part. The worker copies the frame into a private
 //! buffer, checks the header, hands the frame to the backend and completes
 //! the chain with used length 0 (transmit buffers have nothing for the
-//! device to write).
+//! device to write). Chains are handled in bursts of up to 32: popped
+//! together, each frame's first lines prefetched, then read (a header and
+//! frame in one segment through one translated window), handed to the
+//! backend in one batch and completed together. In a worker
+//! [`Group`](super::worker::Group) with receive queues the worker returns
+//! after each full burst so the receive side runs in between.
 //!
 //! What is refused (the chain completes, the frame is dropped and counted
 //! in `tx_malformed`): a readable part shorter than the negotiated header,
