@@ -615,8 +615,11 @@ fn in_order_batched_completions_accepted() {
             let i0 = add(&mut d, &[], &[16], t);
             let i1 = add(&mut d, &[8], &[32, 8], t + 1);
             let i2 = add(&mut d, &[4], &[64], t + 2);
-            let batch: Vec<_> = (0..3)
-                .map(|i| (dev.pop(&m).unwrap().unwrap().token(), 5 + i))
+            // The first two used completely, so the device may skip
+            // their entries; the last partly.
+            let batch: Vec<_> = [16, 40, 7]
+                .into_iter()
+                .map(|len| (dev.pop(&m).unwrap().unwrap().token(), len))
                 .collect();
             dev.add_used_batch(&m, &batch).unwrap();
             let want = [(t, 16, i0), (t + 1, 40, i1), (t + 2, 7, i2)];
@@ -637,6 +640,54 @@ fn in_order_batched_completions_accepted() {
             id,
         };
         assert_eq!(d.pop_used(), Ok(Some(u)));
+        assert!(!d.is_broken());
+    }
+}
+
+/// VIRTIO 1.4 §2.7.9 and §2.8.8, device side: a buffer may go without a
+/// used entry only if it was used completely, so an in-order batch whose
+/// buffers were partly written gets an entry for each of those (a run of
+/// completely used buffers still shares one). The driver sees every exact
+/// length.
+#[test]
+fn in_order_batch_keeps_partial_lengths() {
+    for format in FORMATS {
+        let m = mem();
+        let f = features(true);
+        let mut d = driver(&m, format, 8, f);
+        let mut dev = DeviceQueue::new(format, 8, d.addresses(), f).unwrap();
+        for round in 0..4u32 {
+            let t = 10 * round;
+            let ids = [
+                add(&mut d, &[], &[16], t),
+                add(&mut d, &[], &[32], t + 1),
+                add(&mut d, &[8], &[32, 8], t + 2),
+                add(&mut d, &[], &[64], t + 3),
+                add(&mut d, &[4], &[], t + 4),
+            ];
+            // Partly, completely (shares the next entry), partly, partly,
+            // and a readable-only buffer (0 of 0 bytes: complete).
+            let lens = [3, 32, 20, 64 - 1, 0];
+            let batch: Vec<_> = lens
+                .iter()
+                .map(|&len| (dev.pop(&m).unwrap().unwrap().token(), len))
+                .collect();
+            dev.add_used_batch(&m, &batch).unwrap();
+            for (k, (&len, id)) in lens.iter().zip(ids).enumerate() {
+                let u = Used {
+                    token: t + k as u32,
+                    len,
+                    id,
+                };
+                assert_eq!(
+                    d.pop_used(),
+                    Ok(Some(u)),
+                    "{format} round {round} buffer {k}"
+                );
+            }
+            assert_eq!(d.pop_used(), Ok(None));
+            assert_eq!((d.outstanding(), d.num_free()), (0, 8));
+        }
         assert!(!d.is_broken());
     }
 }

@@ -30,7 +30,15 @@ pub struct UsedToken {
     pub(crate) id: u16,
     pub(crate) ring_slots: u16,
     pub(crate) seq: u16,
+    /// Bytes the chain's writable part holds ([`UNKNOWN_CAPACITY`] for a
+    /// token rebuilt without its chain): with VIRTIO_F_IN_ORDER a buffer
+    /// may go without a used entry only if it was used completely.
+    pub(crate) capacity: u32,
 }
+
+/// The capacity of a token rebuilt without its chain: never "used
+/// completely", so it always gets its own used entry.
+pub(crate) const UNKNOWN_CAPACITY: u32 = u32::MAX;
 
 impl UsedToken {
     /// The id the driver will see in the used ring (split: head index;
@@ -100,6 +108,7 @@ impl DescChain {
                 id: 0,
                 ring_slots: 0,
                 seq: 0,
+                capacity: UNKNOWN_CAPACITY,
             },
             inline: [Segment { addr: 0, len: 0 }; INLINE_SEGMENTS],
             spill: Vec::new(),
@@ -115,7 +124,10 @@ impl DescChain {
     /// The token to complete this chain with.
     #[inline]
     pub fn token(&self) -> UsedToken {
-        self.token
+        UsedToken {
+            capacity: self.writable_len,
+            ..self.token
+        }
     }
 
     /// The id the driver will see (split: head index; packed: buffer id).

@@ -615,6 +615,7 @@ impl DeviceQueue {
             id,
             ring_slots: ring_slots.max(1),
             seq: 0,
+            capacity: chain::UNKNOWN_CAPACITY,
         }
     }
 }

@@ -6,7 +6,7 @@ use ringwork_spec::ring::{
     DESC_SIZE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
 };
 
-use super::chain::{DescChain, UsedToken};
+use super::chain::{DescChain, UsedToken, UNKNOWN_CAPACITY};
 use super::error::{ChainError, DeviceQueueError, RingArea};
 use super::{Core, PackedState};
 use crate::mem::{GuestMemory, MemSlice};
@@ -126,6 +126,7 @@ fn pop_in<M: GuestMemory + ?Sized>(
         id,
         ring_slots: n,
         seq: start,
+        capacity: UNKNOWN_CAPACITY,
     });
     st.avail_pos = pos;
     st.avail_wrap = wrap;
@@ -196,14 +197,33 @@ pub(super) fn add_used<M: GuestMemory + ?Sized>(
     let (first_pos, first_wrap) = (st.used_pos, st.used_wrap);
     let (mut pos, mut wrap) = (st.used_pos, st.used_wrap);
     match batch {
-        [.., (last, len)] if in_order && batch.len() > 1 => {
-            // One used descriptor for the batch (§2.8.8).
-            write(pos, last.id, *len)?;
-            ring.store_u16_release(usize::from(pos) * DESC_SIZE + 14, flags(wrap, *len))?;
-            // The caller checked these slots against the entries in flight,
+        [_, _, ..] if in_order => {
+            // VIRTIO 1.4 §2.8.8 "In-order use of descriptors": one used
+            // descriptor per run of buffers, over the run's first
+            // descriptor, naming its last; a buffer may go without one only
+            // if it was used completely, so a run ends at every buffer that
+            // was not, and at the end of the batch. The first run's flags
+            // are stored last, so the driver sees the whole batch at once.
+            // The caller checked the slots against the entries in flight,
             // so they are at most the queue size: one lap at most.
-            let slots: u32 = batch.iter().map(|(t, _)| u32::from(t.ring_slots)).sum();
-            advance(size, &mut pos, &mut wrap, slots as u16);
+            let (mut run_pos, mut run_wrap) = (pos, wrap);
+            let mut first: Option<(u16, bool, u32)> = None;
+            for (i, &(t, len)) in batch.iter().enumerate() {
+                advance(size, &mut pos, &mut wrap, t.ring_slots);
+                if i + 1 == batch.len() || len != t.capacity {
+                    write(run_pos, t.id, len)?;
+                    if first.is_none() {
+                        first = Some((run_pos, run_wrap, len));
+                    } else {
+                        let at = usize::from(run_pos) * DESC_SIZE + 14;
+                        ring.store_u16_release(at, flags(run_wrap, len))?;
+                    }
+                    (run_pos, run_wrap) = (pos, wrap);
+                }
+            }
+            if let Some((p0, w0, len0)) = first {
+                ring.store_u16_release(usize::from(p0) * DESC_SIZE + 14, flags(w0, len0))?;
+            }
         }
         _ => {
             // Write every entry; publish the first one's flags last so the

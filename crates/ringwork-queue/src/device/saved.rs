@@ -88,6 +88,7 @@ pub(super) fn rebuild<M: GuestMemory + ?Sized>(
         id: last.id,
         ring_slots: descs.len() as u16,
         seq: pos,
+        capacity: super::chain::UNKNOWN_CAPACITY,
     });
     Ok(())
 }

@@ -5,7 +5,7 @@ use ringwork_spec::ring::{
     need_event, DESC_SIZE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
 };
 
-use super::chain::{DescChain, UsedToken};
+use super::chain::{DescChain, UsedToken, UNKNOWN_CAPACITY};
 use super::error::{ChainError, DeviceQueueError, RingArea};
 use super::{Core, SplitState};
 use crate::mem::{GuestMemory, MemSlice};
@@ -113,6 +113,7 @@ fn read_chain_in<M: GuestMemory + ?Sized>(
         id: head,
         ring_slots: 1,
         seq,
+        capacity: UNKNOWN_CAPACITY,
     });
     walk(q, mem, table, u32::from(size), head, chain, false)
 }
@@ -193,11 +194,22 @@ pub(super) fn add_used<M: GuestMemory + ?Sized>(
     }
     let used = q.area(mem, RingArea::Device, s::used_ring_size(size))?;
     match batch {
-        [.., (last, len)] if in_order && batch.len() > 1 => {
-            // One entry for the batch, at the slot of its first buffer.
-            let off = s::used_ring_entry_offset(next_used & (size - 1));
-            used.write_u64(off, u64::from(last.id) | (u64::from(*len) << 32))?;
-            next_used = next_used.wrapping_add(batch.len() as u16);
+        [_, _, ..] if in_order => {
+            // VIRTIO 1.4 §2.7.9: one entry per run of buffers, at the slot
+            // of the run's first buffer, naming its last; a buffer may go
+            // without an entry only if it was used completely (all its
+            // writable bytes written), so a run ends at every buffer that
+            // was not, and at the end of the batch.
+            let mut run = 0u16;
+            for (i, &(t, len)) in batch.iter().enumerate() {
+                run += 1;
+                if i + 1 == batch.len() || len != t.capacity {
+                    let off = s::used_ring_entry_offset(next_used & (size - 1));
+                    used.write_u64(off, u64::from(t.id) | (u64::from(len) << 32))?;
+                    next_used = next_used.wrapping_add(run);
+                    run = 0;
+                }
+            }
         }
         _ => {
             for &(t, len) in batch {

@@ -236,15 +236,12 @@ impl<'m> Harness<'m> {
             batch.push(self.popped.remove(i));
         }
         let in_order_batch = self.p.features.in_order && batch.len() > 1;
-        for (k, (token, _, len)) in batch.iter().enumerate() {
+        for (token, _, len) in batch.iter() {
+            // Every buffer's length reaches the driver, in an in-order
+            // batch too: the device skips the entries of completely used
+            // buffers only, whose length is their capacity.
             let e = self.expect.get_mut(token).unwrap();
-            let cap: u32 = e.inp.iter().map(|s| s.len).sum();
-            // In an in-order batch only the last entry carries a length.
-            e.len = Some(if in_order_batch && k + 1 < batch.len() {
-                cap
-            } else {
-                *len
-            });
+            e.len = Some(*len);
         }
         let used: Vec<(UsedToken, u32)> = batch.iter().map(|(_, t, l)| (*t, *l)).collect();
         if self.rng.below(2) == 0 || in_order_batch {
