@@ -16,7 +16,7 @@ use ringwork_device::harness::Harness;
 use ringwork_device::model::Device;
 use ringwork_device::net::*;
 use ringwork_queue::RingFormat;
-use ringwork_spec::features::{VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED};
+use ringwork_spec::features::{VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_RING_PACKED};
 use ringwork_spec::net::ctrl::*;
 use ringwork_spec::net::*;
 
@@ -219,4 +219,35 @@ fn polling_receive_worker_silences_the_backend_doorbell() {
     assert_eq!(received(&mut h, 0).len(), RX_BATCH + extra);
     assert!(!poll_readable(bell));
     assert_eq!(lb.reflected(), (RX_BATCH + extra) as u64);
+}
+
+/// With VIRTIO_F_IN_ORDER (offered by the network device, negotiated here)
+/// a burst of received frames of different sizes keeps every frame's
+/// length: receive buffers are only partly written, so each gets its own
+/// used entry (VIRTIO 1.4 §2.7.9, §2.8.8: only buffers used completely
+/// may share one).
+#[test]
+fn in_order_bursts_keep_every_frame_length() {
+    for packed in [false, true] {
+        let mut f = all_features(1);
+        assert!(f & 1 << VIRTIO_F_IN_ORDER != 0, "offered");
+        if packed {
+            f |= 1 << VIRTIO_F_RING_PACKED;
+        }
+        let (mut h, _) = device(1, NetWorkers::One, f);
+        post_rx(&mut h, 0, 16, 2048);
+        let sizes = [60usize, 1000, 61, 1514, 64, 99];
+        for (i, &n) in sizes.iter().enumerate() {
+            h.submit(1, &[&NONE, &frame(MAC_B, MAC_A, n, i as u8)], &[])
+                .unwrap();
+        }
+        h.run().unwrap();
+        let got = received(&mut h, 0);
+        let lens: Vec<usize> = got.iter().map(|r| r.data.len()).collect();
+        assert_eq!(lens, sizes, "packed {packed}");
+        for (r, (i, &n)) in got.iter().zip(sizes.iter().enumerate()) {
+            assert_eq!(r.data, frame(MAC_B, MAC_A, n, i as u8));
+        }
+        assert!(h.broken_queues().is_empty());
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_NET};
+use ringwork_spec::features::VIRTIO_F_IN_ORDER;
 use ringwork_spec::net::*;
 
 use super::backend::NetBackend;
@@ -17,6 +18,15 @@ use super::stats::{Counters, NetStats};
 use super::worker::{start, Group, Role};
 use crate::model::{Device, DeviceError, DeviceEvents, QueueWorker};
 use crate::ring_features;
+
+/// The ring features the network device offers: [`ring_features`] and
+/// VIRTIO_F_IN_ORDER (VIRTIO 1.4 §2.7.9, §2.8.8): every queue's buffers
+/// are used in the order they were made available (transmit chains are
+/// completed in pop order, receive buffers filled in pop order, merged
+/// frames' buffers kept in order, unused ones given back in order).
+pub const fn net_ring_features() -> u64 {
+    ring_features() | 1 << VIRTIO_F_IN_ORDER
+}
 
 /// The device-specific features offered (see the [module docs](super)).
 pub fn offered_net_features(queue_pairs: u16) -> u64 {
@@ -170,7 +180,7 @@ impl Net {
     pub fn new(opts: NetOptions, backend: Arc<dyn NetBackend>) -> Result<Self, NetError> {
         opts.check()?;
         let offloads = backend.offloads();
-        let features = ring_features() | offered_net_features_with(opts.queue_pairs, offloads);
+        let features = net_ring_features() | offered_net_features_with(opts.queue_pairs, offloads);
         let filter = RxFilter::new(opts.mac);
         backend.set_rx_filter(&filter);
         backend.set_active_pairs(1);

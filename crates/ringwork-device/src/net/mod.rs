@@ -85,7 +85,7 @@ mod worker;
 
 pub use backend::{NetBackend, SendError};
 pub use ctrl::CTRL_MAX;
-pub use device::{offered_net_features, offered_net_features_with, Net};
+pub use device::{net_ring_features, offered_net_features, offered_net_features_with, Net};
 pub use filter::{RxFilter, MAC_TABLE_MAX};
 pub use gso::{BadOffload, Gso, Offloads, VnetHdr};
 pub use loopback::{Loopback, LOOPBACK_FRAMES};

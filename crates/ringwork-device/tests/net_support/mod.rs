@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use ringwork_device::harness::Harness;
-use ringwork_device::net::{offered_net_features, MacAddr, Net, NetOptions, Switch};
-use ringwork_device::ring_features;
+use ringwork_device::net::{
+    net_ring_features, offered_net_features, MacAddr, Net, NetOptions, Switch,
+};
 use ringwork_spec::features::VIRTIO_F_RING_PACKED;
 use ringwork_spec::net::*;
 
@@ -15,9 +16,9 @@ pub const MAC_A: MacAddr = MacAddr([0x52, 0x54, 0, 0, 0, 0x0a]);
 pub const MAC_B: MacAddr = MacAddr([0x52, 0x54, 0, 0, 0, 0x0b]);
 pub const MAC_C: MacAddr = MacAddr([0x52, 0x54, 0, 0, 0, 0x0c]);
 
-/// Every feature the device offers, split ring.
+/// Every feature the device offers (IN_ORDER included), split ring.
 pub fn all_features(pairs: u16) -> u64 {
-    (ring_features() & !(1 << VIRTIO_F_RING_PACKED)) | offered_net_features(pairs)
+    (net_ring_features() & !(1 << VIRTIO_F_RING_PACKED)) | offered_net_features(pairs)
 }
 
 /// `features` without `bits`.
