@@ -29,7 +29,7 @@ pub struct NetOptions {
     /// VIRTIO_NET_F_MQ. Default: 1.
     pub queue_pairs: u16,
     /// The MTU offered with VIRTIO_NET_F_MTU (68 to
-    /// [`MAX_MTU`](super::MAX_MTU)). Default: 1500.
+    /// [`MAX_MTU`]). Default: 1500.
     pub mtu: u16,
     /// `speed` in Mbit/s (VIRTIO_NET_F_SPEED_DUPLEX). Default: 10000.
     pub speed: u32,

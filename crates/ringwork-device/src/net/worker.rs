@@ -1,7 +1,7 @@
 //! The network device's workers: what each queue index is ([`Role`],
 //! decided from the negotiated features when the worker starts), the
 //! worker for it, and [`Group`], one worker serving several queues on one
-//! thread ([`NetWorkers`]).
+//! thread ([`NetWorkers`](super::NetWorkers)).
 
 use std::os::fd::RawFd;
 use std::sync::Arc;

@@ -212,8 +212,13 @@ impl SplitRing {
             let mut idx = head;
             for (i, (seg, w)) in segs.enumerate() {
                 let next = self.following(idx, in_order);
-                let flags = w | if i + 1 == n { 0 } else { VIRTQ_DESC_F_NEXT };
-                self.put_desc(mem, idx, seg.addr, seg.len, flags, next);
+                let last = i + 1 == n;
+                let flags = w | if last { 0 } else { VIRTQ_DESC_F_NEXT };
+                // The last descriptor's `next` is unused (no NEXT flag):
+                // written as 0, so it does not change with the free list
+                // and an unchanged descriptor is not rewritten.
+                let written_next = if last { 0 } else { next };
+                self.put_desc(mem, idx, seg.addr, seg.len, flags, written_next);
                 self.shadow[usize::from(idx)].next = next;
                 idx = next;
             }
