@@ -86,7 +86,7 @@ use ringwork_queue::{Dma, DriverQueue, RingFormat};
 use ringwork_spec::device_id::VIRTIO_ID_NET;
 use ringwork_spec::features::{FeatureRule, FeatureSet};
 use ringwork_spec::net::*;
-use ringwork_transport::driver::{self, Transport};
+use ringwork_transport::driver::{self, ConfigRead, Transport};
 
 use crate::common::{
     self, check_device, ring_format, ring_supports, set_failed, Detached, DmaRegion, IrqState,
@@ -115,6 +115,20 @@ pub const NET_DRIVER_FEATURES: &[u32] = &[
     VIRTIO_NET_F_SPEED_DUPLEX,
     VIRTIO_NET_F_MQ,
 ];
+
+/// Features not to accept because the configuration field they make
+/// valid holds a value the spec forbids: VIRTIO_NET_F_MTU with `mtu` below
+/// 68 (§5.1.4.1: the device MUST set it to 68 or more). Linux drops the
+/// feature the same way; a vhost-user backend without a configuration
+/// space (DPDK's vhost PMD offers MTU, and every field reads 0) is then
+/// driven with the default MTU instead of being refused.
+fn drop_invalid_config<T: Transport + ?Sized>(t: &mut T, wanted: FeatureSet) -> FeatureSet {
+    let mut drop = FeatureSet::EMPTY;
+    if wanted.contains(VIRTIO_NET_F_MTU) && t.config_u16(NET_CONFIG_MTU_OFFSET) < MTU_MIN {
+        drop.insert(VIRTIO_NET_F_MTU);
+    }
+    drop
+}
 
 /// How to set up a [`NetDriver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,8 +279,12 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
         if opts.queue_pairs < 2 {
             supports.remove(VIRTIO_NET_F_MQ);
         }
-        let features =
-            driver::negotiate(&mut transport, supports.difference(opts.withhold), &rules())?;
+        let features = driver::negotiate_validated(
+            &mut transport,
+            supports.difference(opts.withhold),
+            &rules(),
+            drop_invalid_config,
+        )?;
         let mut state = LeakOnDrop::new(NetState::default());
         let s = match Self::setup(&mut transport, &dma, features, &opts, &mut state) {
             Ok(s) => s,

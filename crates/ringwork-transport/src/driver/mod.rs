@@ -251,6 +251,23 @@ pub fn negotiate<T: Transport + ?Sized>(
     supports: FeatureSet,
     rules: &[FeatureRule],
 ) -> Result<FeatureSet, TransportError> {
+    negotiate_validated(t, supports, rules, |_, _| FeatureSet::EMPTY)
+}
+
+/// [`negotiate`] with a check of the device before accepting features:
+/// `validate` is called after the offered features are read (status
+/// DRIVER, §3.1.1 step 4: the driver "MAY read (but MUST NOT write) the
+/// device-specific configuration fields to check that it can support the
+/// device before accepting it") with the transport and the features the
+/// driver would accept, and returns features to drop (e.g. a feature whose
+/// configuration field holds a value the spec forbids, which Linux drops
+/// too). Dependencies are re-checked after the drop.
+pub fn negotiate_validated<T: Transport + ?Sized>(
+    t: &mut T,
+    supports: FeatureSet,
+    rules: &[FeatureRule],
+    mut validate: impl FnMut(&mut T, FeatureSet) -> FeatureSet,
+) -> Result<FeatureSet, TransportError> {
     t.reset()?;
     t.set_status(DeviceStatus::ACKNOWLEDGE);
     t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
@@ -278,6 +295,8 @@ pub fn negotiate<T: Transport + ?Sized>(
         .filter(|&b| is_reserved_for_future(b) || !t.supports_feature(b))
         .fold(FeatureSet::EMPTY, |s, b| s.with(b));
     wanted = wanted.difference(reserved);
+    let drop = validate(t, wanted);
+    wanted = wanted.difference(drop);
     wanted = without_unsatisfied(wanted, TRANSPORT_RULES);
     wanted = without_unsatisfied(wanted, rules);
     t.set_driver_features(wanted);
