@@ -2,7 +2,7 @@
 # Part of ringwork: docs/PERFORMANCE.md, "virtio-net: ringwork vs DPDK". Alternates the
 # DPDK<->DPDK pair (dpdk-pair.sh) and our device against DPDK's virtio-user
 # (dpdk-ours-device.sh), printing each round's ratio from the two runs next to each other.
-# usage: dpdk-device-rounds.sh packed(0|1) rounds seconds [serve options]
+# usage: dpdk-device-rounds.sh packed(0|1) rounds seconds [serve options]   (needs bc)
 P=$1; N=$2; T=$3; shift 3
 D=$(dirname "$0")
 for r in $(seq "$N"); do
