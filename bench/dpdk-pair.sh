@@ -10,7 +10,7 @@ S=/tmp/vh0.sock; rm -f $S
    --vdev net_vhost0,iface=$S,queues=1 -- -i --nb-cores=1 --forward-mode=io > /tmp/dpdk-vhost.log 2>&1 &
 VH=$!
 sleep 2
-(sleep 2; echo start; sleep $((T+7)); echo quit) | \
+(sleep 2; echo start; sleep $((T+12)); echo quit) | \
   nice -n -19 dpdk-testpmd --no-huge -m 1024 --no-pci --file-prefix=virtio --lcores 0@1,1@1 \
    --vdev net_virtio_user0,mac=00:01:02:03:04:05,path=$S,queues=1,packed_vq=$P \
    -- -i --nb-cores=1 --forward-mode=io > /tmp/dpdk-virtio.log 2>&1
