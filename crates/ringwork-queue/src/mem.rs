@@ -253,7 +253,7 @@ impl<'a> MemSlice<'a> {
         let src = self.ptr_at(offset, dst.len())?;
         // SAFETY: `src..src+len` is inside the window (checked); `dst` is our
         // own private buffer of the same length.
-        unsafe { volatile_copy_from(src, dst.as_mut_ptr(), dst.len()) };
+        unsafe { volatile_copy(src, dst.as_mut_ptr(), dst.len(), false) };
         Ok(())
     }
 
@@ -274,7 +274,7 @@ impl<'a> MemSlice<'a> {
         // initialises all `len` bytes, so the new length covers only
         // initialised bytes.
         unsafe {
-            volatile_copy_from(src, dst, len);
+            volatile_copy(src, dst, len, false);
             v.set_len(v.len() + len);
         }
         Ok(())
@@ -284,8 +284,9 @@ impl<'a> MemSlice<'a> {
     pub fn write_bytes(&self, offset: usize, src: &[u8]) -> Result<(), OutOfBounds> {
         let dst = self.ptr_at(offset, src.len())?;
         // SAFETY: `dst..dst+len` is inside the window (checked), valid for
-        // writes; `src` is our own buffer.
-        unsafe { volatile_copy_to(src.as_ptr(), dst, src.len()) };
+        // writes; `src` is our own buffer, only read in this direction
+        // (the `*mut` is never written through).
+        unsafe { volatile_copy(dst, src.as_ptr().cast_mut(), src.len(), true) };
         Ok(())
     }
 
@@ -364,113 +365,76 @@ fn prefetch_line(p: *const u8, write: bool) {
     }
 }
 
-/// Copies one naturally aligned unit of `$t` out of shared memory.
-macro_rules! unit_from {
-    ($t:ty, $src:expr, $dst:expr) => {
-        // SAFETY (callers): `$src` is aligned for `$t` and both ranges hold
-        // size_of::<$t>() bytes; `$dst` is written unaligned.
-        $dst.cast::<$t>()
-            .write_unaligned($src.cast::<$t>().read_volatile())
-    };
-}
-
-/// Copies one naturally aligned unit of `$t` into shared memory.
-macro_rules! unit_to {
-    ($t:ty, $src:expr, $dst:expr) => {
-        // SAFETY (callers): `$dst` is aligned for `$t` and both ranges hold
-        // size_of::<$t>() bytes; `$src` is read unaligned.
-        $dst.cast::<$t>()
-            .write_volatile($src.cast::<$t>().read_unaligned())
-    };
-}
-
-/// Volatile copy out of shared memory in naturally aligned units on the
-/// shared side: up to one byte, one `u16` and one `u32` to reach an
-/// 8-byte boundary, then `u64` words, then one `u32`, `u16` and byte at
-/// most. Each unit is read once; the peer may change memory meanwhile,
-/// which only changes the bytes we get.
+/// Moves one naturally aligned unit of `T` between shared memory and a
+/// private buffer: a volatile load from `shared` into `private` or, with
+/// `to_shared`, a volatile store of `private` into `shared`.
 ///
 /// # Safety
-/// `src` must be valid for `len` bytes of reads (volatile), `dst` for `len`
-/// bytes of writes, and the ranges must not overlap.
-#[inline]
-unsafe fn volatile_copy_from(src: *const u8, dst: *mut u8, len: usize) {
-    let mut i = 0;
-    // SAFETY: for every unit below, `i + size <= len` is checked, and the
-    // alignment of `src + i` follows from the address bits tested.
+/// `shared` is aligned for `T`; both pointers are valid for
+/// `size_of::<T>()` bytes (`private` is accessed unaligned).
+#[inline(always)]
+unsafe fn unit<T: Copy>(shared: *mut u8, private: *mut u8, to_shared: bool) {
+    // SAFETY: the caller's contract.
     unsafe {
-        if (src as usize) & 1 != 0 && i < len {
-            unit_from!(u8, src.add(i), dst.add(i));
-            i += 1;
-        }
-        if (src as usize + i) & 2 != 0 && i + 2 <= len {
-            unit_from!(u16, src.add(i), dst.add(i));
-            i += 2;
-        }
-        if (src as usize + i) & 4 != 0 && i + 4 <= len {
-            unit_from!(u32, src.add(i), dst.add(i));
-            i += 4;
-        }
-        if (src as usize + i) & 7 == 0 {
-            while i + 8 <= len {
-                unit_from!(u64, src.add(i), dst.add(i));
-                i += 8;
-            }
-        }
-        while i + 4 <= len && (src as usize + i) & 3 == 0 {
-            unit_from!(u32, src.add(i), dst.add(i));
-            i += 4;
-        }
-        while i + 2 <= len && (src as usize + i) & 1 == 0 {
-            unit_from!(u16, src.add(i), dst.add(i));
-            i += 2;
-        }
-        while i < len {
-            unit_from!(u8, src.add(i), dst.add(i));
-            i += 1;
+        if to_shared {
+            shared
+                .cast::<T>()
+                .write_volatile(private.cast::<T>().read_unaligned());
+        } else {
+            private
+                .cast::<T>()
+                .write_unaligned(shared.cast::<T>().read_volatile());
         }
     }
 }
 
-/// Volatile copy into shared memory, in the aligned units of
-/// [`volatile_copy_from`] (aligned on the shared side, `dst`).
+/// Volatile copy between shared memory and a private buffer (`to_shared`
+/// says which way) in naturally aligned units on the shared side: up to
+/// one byte, one `u16` and one `u32` to reach an 8-byte boundary, then
+/// `u64` words, then one `u32`, `u16` and byte at most. Each unit is
+/// accessed once; the peer may change memory meanwhile, which only changes
+/// the bytes we get (or it overwrites ours).
 ///
 /// # Safety
-/// As [`volatile_copy_from`], with `dst` the shared side.
-#[inline]
-unsafe fn volatile_copy_to(src: *const u8, dst: *mut u8, len: usize) {
+/// `shared` and `private` must be valid for `len` bytes (reads and writes
+/// as the direction needs; `shared` only through volatile accesses), and
+/// the ranges must not overlap.
+#[inline(always)]
+unsafe fn volatile_copy(shared: *mut u8, private: *mut u8, len: usize, to_shared: bool) {
+    let base = shared as usize;
     let mut i = 0;
     // SAFETY: for every unit below, `i + size <= len` is checked, and the
-    // alignment of `dst + i` follows from the address bits tested.
+    // alignment of `shared + i` follows from the address bits tested.
     unsafe {
-        if (dst as usize) & 1 != 0 && i < len {
-            unit_to!(u8, src.add(i), dst.add(i));
+        let (s, p) = (|i| shared.add(i), |i| private.add(i));
+        if base & 1 != 0 && i < len {
+            unit::<u8>(s(i), p(i), to_shared);
             i += 1;
         }
-        if (dst as usize + i) & 2 != 0 && i + 2 <= len {
-            unit_to!(u16, src.add(i), dst.add(i));
+        if (base + i) & 2 != 0 && i + 2 <= len {
+            unit::<u16>(s(i), p(i), to_shared);
             i += 2;
         }
-        if (dst as usize + i) & 4 != 0 && i + 4 <= len {
-            unit_to!(u32, src.add(i), dst.add(i));
+        if (base + i) & 4 != 0 && i + 4 <= len {
+            unit::<u32>(s(i), p(i), to_shared);
             i += 4;
         }
-        if (dst as usize + i) & 7 == 0 {
+        if (base + i) & 7 == 0 {
             while i + 8 <= len {
-                unit_to!(u64, src.add(i), dst.add(i));
+                unit::<u64>(s(i), p(i), to_shared);
                 i += 8;
             }
         }
-        while i + 4 <= len && (dst as usize + i) & 3 == 0 {
-            unit_to!(u32, src.add(i), dst.add(i));
+        while i + 4 <= len && (base + i) & 3 == 0 {
+            unit::<u32>(s(i), p(i), to_shared);
             i += 4;
         }
-        while i + 2 <= len && (dst as usize + i) & 1 == 0 {
-            unit_to!(u16, src.add(i), dst.add(i));
+        while i + 2 <= len && (base + i) & 1 == 0 {
+            unit::<u16>(s(i), p(i), to_shared);
             i += 2;
         }
         while i < len {
-            unit_to!(u8, src.add(i), dst.add(i));
+            unit::<u8>(s(i), p(i), to_shared);
             i += 1;
         }
     }

@@ -222,27 +222,47 @@ pub fn run_blk(opts: &BlkBenchOptions, progress: bool) -> anyhow::Result<BenchRe
 /// Runs `ringwork bench`.
 pub fn run(a: BenchArgs) -> ExitCode {
     let opts = BlkBenchOptions::from(&a);
-    match run_blk(&opts, !a.quiet) {
+    finish(
+        "ringwork bench blk",
+        run_blk(&opts, !a.quiet),
+        a.json,
+        |r| r.to_json(),
+        |r, out| r.print(out),
+    )
+}
+
+/// Writes a benchmark's report (JSON or text) to stdout and turns the
+/// outcome into the exit code: [`crate::EXIT_SETUP`] when the run failed
+/// in setup ([`SetupFailed`]), [`crate::EXIT_RUNTIME`] for any other
+/// failure, including writing the report.
+pub(crate) fn finish<R>(
+    name: &str,
+    result: anyhow::Result<R>,
+    json: bool,
+    to_json: impl FnOnce(&R) -> serde_json::Value,
+    print: impl FnOnce(&R, &mut std::io::StdoutLock<'static>) -> std::io::Result<()>,
+) -> ExitCode {
+    use std::io::Write;
+    match result {
         Ok(r) => {
             let mut out = std::io::stdout().lock();
-            let written = if a.json {
-                use std::io::Write;
-                serde_json::to_writer_pretty(&mut out, &r.to_json())
+            let written = if json {
+                serde_json::to_writer_pretty(&mut out, &to_json(&r))
                     .map_err(std::io::Error::from)
                     .and_then(|_| writeln!(out))
             } else {
-                r.print(&mut out)
+                print(&r, &mut out)
             };
             match written {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("ringwork bench: writing the report: {e}");
+                    eprintln!("{name}: writing the report: {e}");
                     ExitCode::from(crate::EXIT_RUNTIME)
                 }
             }
         }
         Err(e) => {
-            eprintln!("ringwork bench blk: {e:#}");
+            eprintln!("{name}: {e:#}");
             if e.downcast_ref::<SetupFailed>().is_some() {
                 ExitCode::from(crate::EXIT_SETUP)
             } else {

@@ -487,33 +487,13 @@ pub fn run_net(a: &NetArgs, progress: bool) -> anyhow::Result<NetBenchResult> {
 
 /// Runs `ringwork bench net`.
 pub fn run(a: NetArgs) -> ExitCode {
-    match run_net(&a, !a.quiet) {
-        Ok(r) => {
-            let mut out = std::io::stdout().lock();
-            let written = if a.json {
-                serde_json::to_writer_pretty(&mut out, &r.to_json())
-                    .map_err(std::io::Error::from)
-                    .and_then(|_| writeln!(out))
-            } else {
-                r.print(&mut out)
-            };
-            match written {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("ringwork bench net: writing the report: {e}");
-                    ExitCode::from(crate::EXIT_RUNTIME)
-                }
-            }
-        }
-        Err(e) => {
-            eprintln!("ringwork bench net: {e:#}");
-            if e.downcast_ref::<SetupFailed>().is_some() {
-                ExitCode::from(crate::EXIT_SETUP)
-            } else {
-                ExitCode::from(crate::EXIT_RUNTIME)
-            }
-        }
-    }
+    super::finish(
+        "ringwork bench net",
+        run_net(&a, !a.quiet),
+        a.json,
+        |r| r.to_json(),
+        |r, out| r.print(out),
+    )
 }
 
 #[cfg(test)]
