@@ -354,3 +354,10 @@ impl<D: Device> Harness<D> {
         Ok(())
     }
 }
+
+/// Whether `fd` is readable now (a zero-timeout `poll`; a closed
+/// descriptor reads as not readable), for tests watching a worker's or a
+/// backend's event fd.
+pub fn fd_readable(fd: std::os::fd::RawFd) -> bool {
+    crate::console::sys::poll_readable_raw(fd).unwrap_or(false)
+}

@@ -391,18 +391,7 @@ fn emergency_write() {
     assert!(read_now(&mut host).is_empty());
 }
 
-/// Whether `fd` is readable now.
-#[allow(unsafe_code)]
-fn poll_readable(fd: RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, count 1; `fd` is open (the worker's).
-    let r = unsafe { libc::poll(&mut p, 1, 0) };
-    r == 1 && p.revents & libc::POLLIN != 0
-}
+use ringwork_device::harness::fd_readable as poll_readable;
 
 #[test]
 fn event_fd_does_not_spin() {

@@ -12,7 +12,7 @@ mod net_support;
 use std::sync::Arc;
 
 use net_support::*;
-use ringwork_device::harness::Harness;
+use ringwork_device::harness::{fd_readable, Harness};
 use ringwork_device::model::Device;
 use ringwork_device::net::*;
 use ringwork_queue::RingFormat;
@@ -207,17 +207,14 @@ fn polling_receive_worker_silences_the_backend_doorbell() {
     }
     for _ in 0..3 {
         h.run_polling().unwrap();
-        assert!(!poll_readable(bell), "rung while polling");
+        assert!(!fd_readable(bell), "rung while polling");
     }
     h.end_polling().unwrap();
-    assert!(
-        poll_readable(bell),
-        "frames wait: readable once not polling"
-    );
+    assert!(fd_readable(bell), "frames wait: readable once not polling");
     post_rx(&mut h, 0, 64, 2048);
     h.run().unwrap();
     assert_eq!(received(&mut h, 0).len(), RX_BATCH + extra);
-    assert!(!poll_readable(bell));
+    assert!(!fd_readable(bell));
     assert_eq!(lb.reflected(), (RX_BATCH + extra) as u64);
 }
 

@@ -62,7 +62,7 @@ mod data;
 mod device;
 mod options;
 mod poller;
-mod sys;
+pub(crate) mod sys;
 mod worker;
 
 pub use device::Console;

@@ -27,15 +27,22 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 
 /// Whether a read from `fd` would not block now (data, end of file, or an
 /// error to report): `poll(2)` with a zero timeout.
-pub(super) fn poll_readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    poll_readable_raw(fd.as_raw_fd())
+}
+
+/// [`poll_readable`] on a raw descriptor (for tests holding one; a closed
+/// or foreign number only makes `poll` report POLLNVAL, which reads as not
+/// readable).
+pub(crate) fn poll_readable_raw(fd: RawFd) -> io::Result<bool> {
     let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
+        fd,
         events: libc::POLLIN,
         revents: 0,
     };
     loop {
         // SAFETY: `p` is one valid, exclusively borrowed pollfd and we pass
-        // a count of 1; the fd is borrowed, so it stays open for the call.
+        // a count of 1; `poll` only reads the descriptor number.
         let r = unsafe { libc::poll(&mut p, 1, 0) };
         match cvt(r) {
             Ok(0) => return Ok(false),

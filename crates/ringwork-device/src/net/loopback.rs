@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn doorbell_follows_frames_and_the_wakeup_hint() {
-        use crate::net::sys::readable;
+        let readable = |fd| crate::console::sys::poll_readable_raw(fd).unwrap_or(false);
         let l = Loopback::new(1).unwrap();
         let fd = l.rx_fd(0).unwrap();
         assert!(!readable(fd));

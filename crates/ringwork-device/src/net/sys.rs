@@ -47,22 +47,13 @@ impl Doorbell {
     }
 }
 
-/// Whether `fd` is readable now (a zero-timeout poll), for tests.
-#[cfg(test)]
-pub(crate) fn readable(fd: RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, count 1, zero timeout.
-    let r = unsafe { libc::poll(&mut p, 1, 0) };
-    r == 1 && p.revents & libc::POLLIN != 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn readable(fd: RawFd) -> bool {
+        crate::console::sys::poll_readable_raw(fd).unwrap_or(false)
+    }
 
     #[test]
     fn ring_and_clear() {

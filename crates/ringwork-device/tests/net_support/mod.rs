@@ -201,16 +201,3 @@ pub fn ctrl(h: &mut Harness<Net>, queue: u16, class: u8, command: u8, data: &[u8
     assert_eq!(done.len(), 1, "one command, one used buffer");
     done[0].1.first().copied()
 }
-
-/// Whether `fd` is readable now (a zero-timeout poll).
-#[allow(unsafe_code)]
-pub fn poll_readable(fd: std::os::fd::RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, count 1, zero timeout; `fd` is open.
-    let r = unsafe { libc::poll(&mut p, 1, 0) };
-    r == 1 && p.revents & libc::POLLIN != 0
-}

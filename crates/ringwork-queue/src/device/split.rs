@@ -79,22 +79,12 @@ pub(super) fn chain_at<M: GuestMemory + ?Sized>(
     head: u16,
     chain: &mut DescChain,
 ) -> Result<(), DeviceQueueError> {
-    read_chain(q, mem, head, 0, chain)
-}
-
-/// Reads the chain starting at descriptor `head` (popped at `seq`).
-fn read_chain<M: GuestMemory + ?Sized>(
-    q: &Core,
-    mem: &M,
-    head: u16,
-    seq: u16,
-    chain: &mut DescChain,
-) -> Result<(), DeviceQueueError> {
     let table = q.area(mem, RingArea::Descriptors, s::desc_table_size(q.size))?;
-    read_chain_in(q, mem, &table, head, seq, chain)
+    read_chain_in(q, mem, &table, head, 0, chain)
 }
 
-/// [`read_chain`] with the descriptor table already translated.
+/// Reads the chain starting at descriptor `head` (popped at `seq`) from
+/// the translated descriptor table.
 #[inline]
 fn read_chain_in<M: GuestMemory + ?Sized>(
     q: &Core,
