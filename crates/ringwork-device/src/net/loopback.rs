@@ -13,11 +13,11 @@
 //! negotiated VIRTIO_NET_F_GUEST_CSUM (and completed otherwise, by the
 //! device's receive path).
 //!
-//! The doorbell ([`NetBackend::rx_fd`]) is rung when a frame arrives and it
+//! The doorbell ([`NetBackend::rx_fd`]) is rung when frames arrive and it
 //! is not rung yet, and cleared when a receive empties the ring, so a
 //! steady stream costs two eventfd system calls per burst, not per frame;
 //! while the receive worker polls ([`NetBackend::set_rx_wakeup`] `false`)
-//! it is not rung at all.
+//! it is not rung at all (the [`Doorbell`] keeps that state).
 //!
 //! Panic contract: frames are guest data and are only moved, never
 //! parsed. Nothing here panics; a poisoned lock is taken over.
@@ -35,40 +35,13 @@ use super::sys::Doorbell;
 pub const LOOPBACK_FRAMES: usize = 4096;
 
 struct Ring {
-    state: Mutex<RingState>,
+    frames: Mutex<VecDeque<Packet>>,
     bell: Doorbell,
 }
 
-struct RingState {
-    frames: VecDeque<Packet>,
-    /// The doorbell is rung (its counter is non-zero).
-    rung: bool,
-    /// The receive worker wants the doorbell rung ([`NetBackend::set_rx_wakeup`]).
-    armed: bool,
-}
-
 impl Ring {
-    fn lock(&self) -> MutexGuard<'_, RingState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl RingState {
-    /// Rings the bell if frames wait, the worker wants it and it is not
-    /// rung yet.
-    fn ring_if_wanted(&mut self, bell: &Doorbell) {
-        if self.armed && !self.rung && !self.frames.is_empty() {
-            bell.ring();
-            self.rung = true;
-        }
-    }
-
-    /// Clears the bell once the ring is empty.
-    fn clear_if_empty(&mut self, bell: &Doorbell) {
-        if self.rung && self.frames.is_empty() {
-            bell.clear();
-            self.rung = false;
-        }
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Packet>> {
+        self.frames.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -97,11 +70,7 @@ impl Loopback {
         let rings = (0..queue_pairs.max(1))
             .map(|_| {
                 Ok(Ring {
-                    state: Mutex::new(RingState {
-                        frames: VecDeque::with_capacity(256),
-                        rung: false,
-                        armed: true,
-                    }),
+                    frames: Mutex::new(VecDeque::with_capacity(256)),
                     bell: Doorbell::new()?,
                 })
             })
@@ -130,13 +99,13 @@ impl NetBackend for Loopback {
             return Err(SendError::Down);
         };
         let mut st = ring.lock();
-        if st.frames.len() >= LOOPBACK_FRAMES {
+        if st.len() >= LOOPBACK_FRAMES {
             drop(st);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Err(SendError::Full);
         }
-        st.frames.push_back(packet);
-        st.ring_if_wanted(&ring.bell);
+        st.push_back(packet);
+        ring.bell.ring();
         drop(st);
         self.reflected.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -150,17 +119,19 @@ impl NetBackend for Loopback {
             return 0;
         };
         let mut st = ring.lock();
-        let room = LOOPBACK_FRAMES.saturating_sub(st.frames.len());
+        let room = LOOPBACK_FRAMES.saturating_sub(st.len());
         let taken = packets.len().min(room);
-        if st.frames.is_empty() && taken == packets.len() {
+        if st.is_empty() && taken == packets.len() {
             // The whole batch into an empty ring: exchange the buffers
             // (both conversions are O(1) here) instead of moving frames.
-            let old = std::mem::replace(&mut st.frames, VecDeque::from(std::mem::take(packets)));
+            let old = std::mem::replace(&mut *st, VecDeque::from(std::mem::take(packets)));
             *packets = Vec::from(old);
         } else {
-            st.frames.extend(packets.drain(..taken));
+            st.extend(packets.drain(..taken));
         }
-        st.ring_if_wanted(&ring.bell);
+        if taken > 0 {
+            ring.bell.ring();
+        }
         drop(st);
         let dropped = packets.len();
         packets.clear();
@@ -176,30 +147,33 @@ impl NetBackend for Loopback {
             return 0;
         };
         let mut st = ring.lock();
-        let n = st.frames.len().min(max);
-        if out.is_empty() && n == st.frames.len() {
+        let n = st.len().min(max);
+        if out.is_empty() && n == st.len() {
             // Everything into an empty queue: exchange the buffers.
-            std::mem::swap(&mut st.frames, out);
+            std::mem::swap(&mut *st, out);
         } else {
-            out.extend(st.frames.drain(..n));
+            out.extend(st.drain(..n));
         }
-        st.clear_if_empty(&ring.bell);
+        if st.is_empty() {
+            ring.bell.clear();
+        }
         n
     }
 
     fn recv(&self, pair: u16) -> Option<Packet> {
         let ring = self.rings.get(usize::from(pair))?;
         let mut st = ring.lock();
-        let p = st.frames.pop_front();
-        st.clear_if_empty(&ring.bell);
+        let p = st.pop_front();
+        if st.is_empty() {
+            ring.bell.clear();
+        }
         p
     }
 
     fn set_rx_wakeup(&self, pair: u16, wanted: bool) {
         if let Some(ring) = self.rings.get(usize::from(pair)) {
-            let mut st = ring.lock();
-            st.armed = wanted;
-            st.ring_if_wanted(&ring.bell);
+            let st = ring.lock();
+            ring.bell.set_armed(wanted, !st.is_empty());
         }
     }
 

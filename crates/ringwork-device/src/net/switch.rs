@@ -308,4 +308,11 @@ impl NetBackend for SwitchPort {
     fn set_active_pairs(&self, pairs: u16) {
         self.port.active.store(pairs, Ordering::Relaxed);
     }
+
+    fn set_rx_wakeup(&self, pair: u16, wanted: bool) {
+        if let Some(inbox) = self.port.inboxes.get(usize::from(pair)) {
+            let q = lock(&inbox.frames);
+            inbox.bell.set_armed(wanted, !q.0.is_empty());
+        }
+    }
 }
