@@ -65,13 +65,6 @@ pub(super) struct TxWorker {
     out: Vec<Packet>,
     /// Scratch: their lengths and whether each is a GSO frame.
     lens: Vec<(u64, bool)>,
-    /// Return after one full burst instead of draining the ring (set by a
-    /// [`Group`](super::worker::Group) that runs the receive side between
-    /// bursts).
-    one_burst: bool,
-    /// The last call stopped after a full burst with `one_burst` set:
-    /// chains may remain, the caller must call again.
-    more: bool,
 }
 
 /// Why a transmit chain was refused.
@@ -119,22 +112,65 @@ impl TxWorker {
             done: Vec::with_capacity(BATCH),
             out: Vec::with_capacity(BATCH),
             lens: Vec::with_capacity(BATCH),
-            one_burst: false,
-            more: false,
         }
     }
 
-    /// Makes [`QueueWorker::process`] return after each full burst (the
-    /// caller then checks [`Self::has_more`] and calls again), or drain
-    /// the ring as usual.
-    pub(super) fn set_one_burst(&mut self, on: bool) {
-        self.one_burst = on;
-    }
-
-    /// Whether the last call stopped after a full burst with chains
-    /// possibly left (only with [`Self::set_one_burst`]).
-    pub(super) fn has_more(&self) -> bool {
-        self.more
+    /// Handles the queue's chains, burst by burst; with `one_burst`,
+    /// returns after the first full burst (so a [`Group`] can run the
+    /// receive side in between) and says whether chains may remain
+    /// (`true`: call again). Without, drains the ring as
+    /// [`QueueWorker::process`] does and returns `false`.
+    ///
+    /// [`Group`]: super::worker::Group
+    pub(super) fn run(
+        &mut self,
+        qs: &mut QueueSet<'_>,
+        one_burst: bool,
+    ) -> Result<bool, DeviceError> {
+        let Some(mut q) = qs.get(self.queue) else {
+            return Ok(false);
+        };
+        if q.queue().is_broken() {
+            return Ok(false);
+        }
+        loop {
+            let n = q.pop_burst(&mut self.chains)?;
+            let burst = self.chains.get(..n).unwrap_or_default();
+            // Each chain's header and frame as one window when they sit in
+            // one segment (translated once, for the prefetch and the read).
+            let mem = q.mem();
+            let mut windows = [None; BATCH];
+            for (c, w) in burst.iter().zip(windows.iter_mut()) {
+                *w = c.readable_window(mem, c.readable_len() as usize);
+                match w {
+                    Some(w) => w.prefetch(0, PREFETCH_LEN, false),
+                    None => c.prefetch(mem, PREFETCH_LEN, false),
+                }
+            }
+            for (c, w) in burst.iter().zip(windows) {
+                match self.read(c, w, &mut q)? {
+                    Ok(p) => self.out.push(p),
+                    Err(why) => {
+                        tracing::debug!("virtio-net tx: dropping a malformed chain: {why:?}");
+                        bump(&self.shared.stats.tx_malformed);
+                    }
+                }
+                self.done.push((c.token(), 0));
+            }
+            self.flush(&mut q)?;
+            if n == BATCH {
+                q.signal()?;
+                if one_burst {
+                    return Ok(true);
+                }
+                continue;
+            }
+            if !q.enable_notification()? {
+                break;
+            }
+        }
+        q.signal()?;
+        Ok(false)
     }
 
     /// Reads one chain into a packet.
@@ -219,50 +255,6 @@ impl TxWorker {
 
 impl QueueWorker for TxWorker {
     fn process(&mut self, qs: &mut QueueSet<'_>) -> Result<(), DeviceError> {
-        self.more = false;
-        let Some(mut q) = qs.get(self.queue) else {
-            return Ok(());
-        };
-        if q.queue().is_broken() {
-            return Ok(());
-        }
-        loop {
-            let n = q.pop_burst(&mut self.chains)?;
-            let burst = self.chains.get(..n).unwrap_or_default();
-            // Each chain's header and frame as one window when they sit in
-            // one segment (translated once, for the prefetch and the read).
-            let mem = q.mem();
-            let mut windows = [None; BATCH];
-            for (c, w) in burst.iter().zip(windows.iter_mut()) {
-                *w = c.readable_window(mem, c.readable_len() as usize);
-                match w {
-                    Some(w) => w.prefetch(0, PREFETCH_LEN, false),
-                    None => c.prefetch(mem, PREFETCH_LEN, false),
-                }
-            }
-            for (c, w) in burst.iter().zip(windows) {
-                match self.read(c, w, &mut q)? {
-                    Ok(p) => self.out.push(p),
-                    Err(why) => {
-                        tracing::debug!("virtio-net tx: dropping a malformed chain: {why:?}");
-                        bump(&self.shared.stats.tx_malformed);
-                    }
-                }
-                self.done.push((c.token(), 0));
-            }
-            self.flush(&mut q)?;
-            if n == BATCH {
-                q.signal()?;
-                if self.one_burst {
-                    self.more = true;
-                    return Ok(());
-                }
-                continue;
-            }
-            if !q.enable_notification()? {
-                break;
-            }
-        }
-        q.signal()
+        self.run(qs, false).map(drop)
     }
 }

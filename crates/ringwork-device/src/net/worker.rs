@@ -87,11 +87,7 @@ impl Group {
             .into_iter()
             .map(|r| {
                 let m = match r {
-                    Role::Tx(pair) => {
-                        let mut t = TxWorker::new(shared.clone(), pair, features);
-                        t.set_one_burst(receives);
-                        Member::Tx(t)
-                    }
+                    Role::Tx(pair) => Member::Tx(TxWorker::new(shared.clone(), pair, features)),
                     r => Member::Other(start(shared.clone(), r, features)),
                 };
                 (r, m)
@@ -121,21 +117,15 @@ impl QueueWorker for Group {
         let mut first = Ok(());
         for round in 1..=ROUNDS {
             let mut more = false;
+            // The last round drains the transmit rings.
+            let one_burst = self.receives && round < ROUNDS;
             for (_, m) in &mut self.members {
-                if let Member::Tx(t) = m {
-                    if round == ROUNDS {
-                        t.set_one_burst(false);
-                    }
-                }
-                let r = m.worker().process(queues);
+                let r = match m {
+                    Member::Tx(t) => t.run(queues, one_burst).map(|m| more |= m),
+                    Member::Other(w) => w.process(queues),
+                };
                 if first.is_ok() {
                     first = r;
-                }
-                if let Member::Tx(t) = m {
-                    more |= t.has_more();
-                    if round == ROUNDS {
-                        t.set_one_burst(self.receives);
-                    }
                 }
             }
             if !more {
