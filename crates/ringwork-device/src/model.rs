@@ -343,21 +343,7 @@ impl<'a> QueueCtx<'a> {
     /// Pops the next available chain into `chain`; `false` when none.
     /// Resubmitted in-flight chains come first.
     pub fn pop_into(&mut self, chain: &mut DescChain) -> Result<bool, DeviceError> {
-        if let Some(c) = self.q.resubmit.pop_front() {
-            *chain = c;
-            return Ok(true);
-        }
-        let got = self
-            .q
-            .queue
-            .pop_into(self.mem, chain)
-            .map_err(|e| self.err(e))?;
-        if got {
-            if let Some(log) = self.q.inflight.as_mut() {
-                log.popped_chain(chain);
-            }
-        }
-        Ok(got)
+        Ok(self.pop_burst(core::slice::from_mut(chain))? == 1)
     }
 
     /// Pops up to `chains.len()` chains into `chains`; returns how many
