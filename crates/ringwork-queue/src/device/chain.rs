@@ -249,11 +249,7 @@ impl DescChain {
         mem: &'m M,
         len: usize,
     ) -> Option<MemSlice<'m>> {
-        let seg = self.readable_segments().first()?;
-        if (seg.len as usize) < len {
-            return None;
-        }
-        mem.slice(seg.addr, len)
+        first_window(self.readable_segments(), mem, len)
     }
 
     /// The first `len` bytes of the device-writable part as one window,
@@ -266,11 +262,7 @@ impl DescChain {
         mem: &'m M,
         len: usize,
     ) -> Option<MemSlice<'m>> {
-        let seg = self.writable_segments().first()?;
-        if (seg.len as usize) < len {
-            return None;
-        }
-        mem.slice(seg.addr, len)
+        first_window(self.writable_segments(), mem, len)
     }
 
     /// A reader over the device-readable part.
@@ -355,6 +347,21 @@ impl DescChain {
         self.count += 1;
         Ok(())
     }
+}
+
+/// The first `len` bytes of `segs` as one window, when the first segment
+/// holds them and lies in `mem`.
+#[inline]
+fn first_window<'m, M: GuestMemory + ?Sized>(
+    segs: &[Segment],
+    mem: &'m M,
+    len: usize,
+) -> Option<MemSlice<'m>> {
+    let seg = segs.first()?;
+    if (seg.len as usize) < len {
+        return None;
+    }
+    mem.slice(seg.addr, len)
 }
 
 /// Position within a list of segments, with the current segment's
