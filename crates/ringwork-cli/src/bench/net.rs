@@ -9,9 +9,12 @@
 //! io mode) the frames circulate; the report gives received and sent
 //! packets per second and this process's CPU time.
 //!
-//! The hot path allocates nothing: frames are copied out of the receive
-//! queue into one buffer allocated at setup, and the transmit batch reuses
-//! one vector. Frames are Ethernet frames to the broadcast address from
+//! By default frames are forwarded in place, as testpmd's io mode does:
+//! received into the driver's buffers ([`NetDriver::recv_bufs`]) and sent
+//! from them ([`NetDriver::send_bufs`]), never copied. With `--copy` they
+//! are copied out of the receive queue ([`NetDriver::recv_batch`]) into
+//! one buffer allocated at setup and copied into transmit slots
+//! ([`NetDriver::send_batch`]). Either way the hot path allocates nothing. Frames are Ethernet frames to the broadcast address from
 //! the driver's address (EtherType 0x88b5, local experimental), so a
 //! device's receive filter and DPDK accept them.
 //!
@@ -30,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use ringwork_driver::net::{NetDriver, NetError, NetOptions, TxFrame};
+use ringwork_driver::net::{NetBuf, NetDriver, NetError, NetOptions, TxFrame};
 use ringwork_driver::{RingPreference, SetupError as DriverSetupError};
 use ringwork_queue::RingFormat;
 use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_NET};
@@ -100,6 +103,10 @@ pub struct NetArgs {
     /// busy-polling.
     #[arg(long)]
     pub no_poll: bool,
+    /// Copy every frame out of the receive queue and into a transmit slot
+    /// (the driver's copying API) instead of forwarding it in place.
+    #[arg(long)]
+    pub copy: bool,
     /// No per-second progress lines on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -123,6 +130,8 @@ pub struct NetBenchResult {
     pub injected: u64,
     /// "poll" or "interrupt".
     pub wait: &'static str,
+    /// "in-place" or "copy".
+    pub forward: &'static str,
     /// The driver's address.
     pub mac: [u8; 6],
     /// Measured seconds.
@@ -168,6 +177,7 @@ impl NetBenchResult {
             "burst": self.burst,
             "injected": self.injected,
             "wait": self.wait,
+            "forward": self.forward,
             "mac": mac_string(self.mac),
             "seconds": r3(self.seconds),
             "rx_packets": self.rx_packets,
@@ -184,7 +194,8 @@ impl NetBenchResult {
     pub fn print(&self, out: &mut impl Write) -> std::io::Result<()> {
         writeln!(
             out,
-            "net io-forward: {} B frames, burst {}, {} injected, {} rings of {}, {} waits, mac {}",
+            "net io-forward ({}): {} B frames, burst {}, {} injected, {} rings of {}, {} waits, mac {}",
+            self.forward,
             self.frame_size,
             self.burst,
             self.injected,
@@ -254,8 +265,9 @@ fn setup(a: &NetArgs) -> anyhow::Result<Driver> {
         device_type: Some(DeviceType(VIRTIO_ID_NET)),
         max_queue_size: a.queue_size,
         timeout: TIMEOUT,
-        // Rings, receive buffers (2 KiB) and transmit slots per entry.
-        memory_size: usize::from(a.queue_size) * (4096 + 2 * 9216) + (4 << 20),
+        // Rings, receive buffers (2 KiB, twice: the spares) and transmit
+        // slots per entry.
+        memory_size: usize::from(a.queue_size) * (4096 + 3 * 9216) + (4 << 20),
         ..TransportOptions::default()
     };
     let path = &a.socket_path;
@@ -351,6 +363,7 @@ pub fn run_net(a: &NetArgs, progress: bool) -> anyhow::Result<NetBenchResult> {
     let mut bufs = vec![0u8; burst * stride];
     let mut lens = vec![0usize; burst];
     let mut frames: Vec<TxFrame<'static>> = Vec::with_capacity(burst);
+    let mut held: Vec<NetBuf> = Vec::with_capacity(burst);
 
     // The frames to inject: `a.inject` bursts, sent one per round of the
     // forwarding loop, so that frames the peer turns around at once find
@@ -420,21 +433,50 @@ pub fn run_net(a: &NetArgs, progress: bool) -> anyhow::Result<NetBenchResult> {
                 }
             }
         }
-        let mut k = 0usize;
-        let mut bytes = 0u64;
-        let got = drv
-            .recv_batch(0, burst, |data, _| {
-                if let (Some(dst), Some(l)) = (
-                    bufs.get_mut(k * stride..k * stride + data.len()),
-                    lens.get_mut(k),
-                ) {
-                    dst.copy_from_slice(data);
-                    *l = data.len();
-                    bytes += data.len() as u64;
-                    k += 1;
-                }
-            })
-            .map_err(|e| anyhow!("receiving: {e}"))?;
+        let (got, sent, bytes) = if a.copy {
+            let mut k = 0usize;
+            let mut bytes = 0u64;
+            let got = drv
+                .recv_batch(0, burst, |data, _| {
+                    if let (Some(dst), Some(l)) = (
+                        bufs.get_mut(k * stride..k * stride + data.len()),
+                        lens.get_mut(k),
+                    ) {
+                        dst.copy_from_slice(data);
+                        *l = data.len();
+                        bytes += data.len() as u64;
+                        k += 1;
+                    }
+                })
+                .map_err(|e| anyhow!("receiving: {e}"))?;
+            let mut sent = 0;
+            if got > 0 {
+                let mut f = recycle(std::mem::take(&mut frames));
+                f.extend(
+                    bufs.chunks(stride)
+                        .zip(&lens)
+                        .take(k)
+                        .map(|(c, &l)| TxFrame::new(&c[..l])),
+                );
+                sent = drv.send_batch(0, &f).map_err(|e| anyhow!("sending: {e}"))?;
+                frames = recycle(f);
+            }
+            (got, sent, bytes)
+        } else {
+            let got = drv
+                .recv_bufs(0, burst, &mut held)
+                .map_err(|e| anyhow!("receiving: {e}"))?;
+            let bytes: u64 = held.iter().map(|b| b.len() as u64).sum();
+            let mut sent = 0;
+            if got > 0 {
+                sent = drv
+                    .send_bufs(0, &mut held)
+                    .map_err(|e| anyhow!("sending: {e}"))?;
+                // Not sent (transmitq full): dropped, as testpmd does.
+                drv.release_bufs(held.drain(..));
+            }
+            (got, sent, bytes)
+        };
         if got == 0 {
             if !poll {
                 drv.reclaim(0).map_err(|e| anyhow!("transmit queue: {e}"))?;
@@ -446,21 +488,12 @@ pub fn run_net(a: &NetArgs, progress: bool) -> anyhow::Result<NetBenchResult> {
             }
             continue;
         }
-        let mut f = recycle(std::mem::take(&mut frames));
-        f.extend(
-            bufs.chunks(stride)
-                .zip(&lens)
-                .take(k)
-                .map(|(c, &l)| TxFrame::new(&c[..l])),
-        );
-        let sent = drv.send_batch(0, &f).map_err(|e| anyhow!("sending: {e}"))?;
-        frames = recycle(f);
         tick.rx += got as u64;
         tick.tx += sent as u64;
         total.rx += got as u64;
         total.rx_bytes += bytes;
         total.tx += sent as u64;
-        total.dropped += (k - sent) as u64;
+        total.dropped += (got - sent) as u64;
     }
     let seconds = (now - start).as_secs_f64();
     let cpu_s = (cpu_time(None)? - cpu0).as_secs_f64();
@@ -475,6 +508,7 @@ pub fn run_net(a: &NetArgs, progress: bool) -> anyhow::Result<NetBenchResult> {
         burst: a.burst,
         injected,
         wait: if poll { "poll" } else { "interrupt" },
+        forward: if a.copy { "copy" } else { "in-place" },
         mac,
         seconds,
         rx_packets: total.rx,

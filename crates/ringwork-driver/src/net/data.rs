@@ -52,7 +52,7 @@ impl<'a> TxFrame<'a> {
 }
 
 impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
-    fn txq(&mut self, pair: u16) -> Result<&mut TxQueue<D>, SendError> {
+    pub(crate) fn txq(&mut self, pair: u16) -> Result<&mut TxQueue<D>, SendError> {
         let pairs = self.queue_pairs();
         let active = self.active_pairs;
         if pair >= pairs {
@@ -88,7 +88,9 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
     ) -> Result<(), SendError> {
         check_frame(frame, csum, self.config.mtu)?;
         let offload = self.features.contains(VIRTIO_NET_F_CSUM);
-        self.txq(pair)?.enqueue(frame, csum, offload)?;
+        let r = self.txq(pair)?.enqueue(frame, csum, offload);
+        self.settle(pair);
+        r?;
         let Self {
             transport, state, ..
         } = self;
@@ -108,8 +110,9 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
             check_frame(f.data, f.csum, mtu)?;
         }
         let offload = self.features.contains(VIRTIO_NET_F_CSUM);
+        self.txq(pair)?.reclaim()?;
+        self.settle(pair);
         let q = self.txq(pair)?;
-        q.reclaim()?;
         let mut sent = 0;
         let mut r = Ok(());
         for f in frames {
@@ -124,6 +127,7 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
         }
         // The frames queued before an error go out too; that error comes
         // first.
+        self.settle(pair);
         let Self {
             transport, state, ..
         } = self;
@@ -139,11 +143,14 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
     /// returns how many.
     pub fn reclaim(&mut self, pair: u16) -> Result<usize, SendError> {
         let pairs = self.queue_pairs();
-        self.state
+        let n = self
+            .state
             .tx
             .get_mut(usize::from(pair))
             .ok_or(SendError::NoSuchPair { pair, pairs })?
-            .reclaim()
+            .reclaim();
+        self.settle(pair);
+        n
     }
 
     /// Frames queued on transmitq `pair` and not yet taken back (0 for a

@@ -77,6 +77,11 @@ pub enum SendError {
         /// Frame length.
         len: usize,
     },
+    /// A [`NetBuf`](super::NetBuf) given to
+    /// [`NetDriver::send_bufs`](super::NetDriver::send_bufs) was not
+    /// usable.
+    #[error(transparent)]
+    Buf(#[from] super::bufs::BufError),
     /// Every transmit buffer is in flight: reclaim completions and retry.
     #[error("transmitq of pair {pair} is full")]
     QueueFull {

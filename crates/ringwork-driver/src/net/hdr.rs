@@ -13,6 +13,7 @@
 //! copy; offsets the device gives are checked against the frame length
 //! before they are reported. Nothing panics.
 
+use ringwork_queue::MemSlice;
 pub use ringwork_spec::net::ones_complement_sum;
 use ringwork_spec::net::{
     VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_F_RSC_INFO,
@@ -87,6 +88,36 @@ pub(crate) fn write_tx(hdr: &mut [u8], csum: Option<TxChecksum>) {
         h[6..8].copy_from_slice(&c.start.to_le_bytes());
         h[8..10].copy_from_slice(&c.offset.to_le_bytes());
     }
+}
+
+/// Stores a `hdr_len`-byte header at `off` of `mem` (two volatile stores
+/// for the usual 12 bytes). `false` if it does not fit.
+pub(crate) fn store_hdr(mem: &MemSlice<'_>, off: usize, hdr: &[u8]) -> bool {
+    if let (Some(a), Some(b)) = (hdr.get(..8), hdr.get(8..12)) {
+        if hdr.len() == 12 {
+            let (mut lo, mut hi) = ([0u8; 8], [0u8; 4]);
+            lo.copy_from_slice(a);
+            hi.copy_from_slice(b);
+            return off.checked_add(12).is_some_and(|end| end <= mem.len())
+                && mem.write_u64(off, u64::from_le_bytes(lo)).is_ok()
+                && mem.write_u32(off + 8, u32::from_le_bytes(hi)).is_ok();
+        }
+    }
+    mem.write_bytes(off, hdr).is_ok()
+}
+
+/// Loads a `hdr.len()`-byte header from `off` of `mem` into `hdr` (two
+/// volatile loads for the usual 12 bytes). `false` if it does not fit.
+pub(crate) fn load_hdr(mem: &MemSlice<'_>, off: usize, hdr: &mut [u8]) -> bool {
+    if hdr.len() == 12 {
+        if let (Ok(lo), Ok(hi)) = (mem.read_u64(off), mem.read_u32(off + 8)) {
+            hdr[..8].copy_from_slice(&lo.to_le_bytes());
+            hdr[8..].copy_from_slice(&hi.to_le_bytes());
+            return true;
+        }
+        return false;
+    }
+    mem.read_bytes(off, hdr).is_ok()
 }
 
 /// A received header, raw.

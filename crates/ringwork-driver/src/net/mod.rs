@@ -66,6 +66,7 @@
 //! drivers of legacy devices to ignore them (some reported the descriptor
 //! length there); such a device breaks its transmitq.
 
+mod bufs;
 mod config;
 mod ctrl;
 mod data;
@@ -76,6 +77,7 @@ mod tx;
 
 use alloc::vec::Vec;
 
+pub use bufs::{BufError, NetBuf};
 pub use config::{Duplex, NetConfig, DEFAULT_MTU, MAX_QUEUE_PAIRS};
 pub use ctrl::{ConfigUpdate, RxMode, MAX_MAC_TABLE};
 pub use data::{RxFrame, TxFrame};
@@ -153,11 +155,17 @@ pub struct NetOptions {
     pub mac: Option<[u8; 6]>,
     /// Features not to accept even if offered.
     pub withhold: FeatureSet,
+    /// Receive buffers per queue pair beyond the receiveq's entries, for
+    /// frames the caller holds in place ([`NetDriver::recv_bufs`]) or has
+    /// sent from their buffers ([`NetDriver::send_bufs`]) while the ring
+    /// stays populated. `None`: as many as the receiveq has entries.
+    pub rx_spare_buffers: Option<u16>,
 }
 
 impl Default for NetOptions {
     /// One pair of 256 entries, packed rings if offered, 2 KiB mergeable
-    /// receive buffers, the device's address, nothing withheld.
+    /// receive buffers (and as many spares as entries), the device's
+    /// address, nothing withheld.
     fn default() -> Self {
         Self {
             queue_pairs: 1,
@@ -166,6 +174,7 @@ impl Default for NetOptions {
             rx_buffer_len: DEFAULT_RX_BUFFER_LEN,
             mac: None,
             withhold: FeatureSet::EMPTY,
+            rx_spare_buffers: None,
         }
     }
 }
@@ -378,7 +387,8 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
                 mergeable,
                 guest_csum: has(VIRTIO_NET_F_GUEST_CSUM),
             };
-            let mut rq = RxQueue::new(p, vq, dma.clone(), layout)?;
+            let spare = opts.rx_spare_buffers.unwrap_or(size);
+            let mut rq = RxQueue::new(p, vq, dma.clone(), layout, spare)?;
             // §5.1.5 step 3: populated before DRIVER_OK.
             rq.fill().map_err(|_| SetupError::BadConfig {
                 field: "queue_size",

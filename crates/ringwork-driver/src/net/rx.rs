@@ -1,6 +1,11 @@
-//! One receive queue (VIRTIO 1.4 §5.1.9.3, §5.1.9.4): a DMA buffer per
-//! queue entry, allocated once and made available again as soon as the
-//! frame in it was copied out, so the queue stays fully populated.
+//! One receive queue (VIRTIO 1.4 §5.1.9.3, §5.1.9.4): DMA buffers
+//! allocated once, one per queue entry plus `spare` more. A frame copied
+//! out makes its buffers available again at once, so the queue stays fully
+//! populated. A frame handed to the caller in place ([`NetBuf`],
+//! zero-copy) keeps its buffers until the caller sends it (they come back
+//! when the transmitq completes it) or releases it; spare buffers take
+//! their place in the ring meanwhile, and the ring runs short only when
+//! the caller holds more than the spares.
 //!
 //! Without `VIRTIO_NET_F_MRG_RXBUF` every buffer holds the header and a
 //! whole frame (§5.1.9.3.1: at least 1526 bytes with the 12-byte header,
@@ -18,14 +23,16 @@
 //! ignored (devices that copy a tap header leave it 0). Bytes are copied
 //! out with bounds-checked reads; nothing here panics.
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use ringwork_queue::{Dma, DriverQueue, Segment, UsedError};
+use ringwork_queue::{Dma, DriverQueue, MemSlice, Segment, UsedError};
 use ringwork_spec::net::VIRTIO_NET_HDR_GSO_NONE;
 use ringwork_transport::driver::Transport;
 
+use super::bufs::{BufError, NetBuf};
 use super::error::RecvError;
-use super::hdr::{parse_rx, RxHdr, RxInfo, MAX_HDR};
+use super::hdr::{load_hdr, parse_rx, RxHdr, RxInfo, MAX_HDR};
 use crate::common::{kick, pop_or_arm, DmaRegion, SetupError};
 
 /// How a receive queue lays out its buffers.
@@ -41,12 +48,33 @@ pub(crate) struct RxLayout {
     pub guest_csum: bool,
 }
 
+/// Who holds a receive buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// Made available to the device (or taken back and part of the frame
+    /// being gathered).
+    Ring,
+    /// Neither: waiting in the free list.
+    Free,
+    /// The caller, through a [`NetBuf`].
+    Caller,
+    /// A transmitq (sent with [`NetBuf`], not completed yet).
+    Tx,
+}
+
 /// A receive queue. See the [module docs](self).
 pub(crate) struct RxQueue<D: Dma> {
     pair: u16,
     vq: DriverQueue<D, u16>,
     bufs: DmaRegion<D>,
     layout: RxLayout,
+    /// Buffers neither in the ring nor held, first in, first out.
+    free: VecDeque<u16>,
+    /// Per buffer: who holds it.
+    holder: Vec<Holder>,
+    /// Per buffer of a frame held in place: the frame's next buffer
+    /// ([`NO_LINK`]: the last) and the frame bytes in this one.
+    link: Vec<(u16, u32)>,
     /// Used buffers of the frame being gathered: (slot, used length).
     parts: Vec<(u16, u32)>,
     /// Buffers the frame being gathered spans (0: none started).
@@ -59,22 +87,31 @@ pub(crate) struct RxQueue<D: Dma> {
     polling: bool,
 }
 
+/// The last buffer of a held frame.
+const NO_LINK: u16 = u16::MAX;
+
 impl<D: Dma> RxQueue<D> {
-    /// Wraps an attached virtqueue and allocates its buffers.
+    /// Wraps an attached virtqueue and allocates its buffers: one per
+    /// entry and `spare` more (at most 65535 in all).
     pub(crate) fn new(
         pair: u16,
         vq: DriverQueue<D, u16>,
         dma: D,
         layout: RxLayout,
+        spare: u16,
     ) -> Result<Self, SetupError> {
-        let size = usize::from(vq.size());
-        let bufs = DmaRegion::new(dma, size * layout.buf_len as usize, 64)?;
+        let vq_size = vq.size();
+        let count = (usize::from(vq_size) + usize::from(spare)).min(usize::from(NO_LINK));
+        let bufs = DmaRegion::new(dma, count * layout.buf_len as usize, 64)?;
         Ok(Self {
             pair,
             vq,
             bufs,
             layout,
-            parts: Vec::with_capacity(size),
+            free: VecDeque::with_capacity(count),
+            holder: alloc::vec![Holder::Free; count],
+            link: alloc::vec![(NO_LINK, 0); count],
+            parts: Vec::with_capacity(usize::from(vq_size)),
             expected: 0,
             hdr: parse_rx(&[]),
             broken: false,
@@ -103,13 +140,36 @@ impl<D: Dma> RxQueue<D> {
         }
     }
 
-    /// Makes every buffer available (setup, and after a reset); no
-    /// notification.
+    /// Makes a buffer per entry available and puts the spares in the
+    /// free list (setup, and after a reset); no notification.
     pub(crate) fn fill(&mut self) -> Result<(), RecvError> {
-        for slot in 0..self.vq.size() {
-            self.post(slot)?;
+        self.free.clear();
+        let size = self.vq.size();
+        for slot in 0..self.holder.len() as u16 {
+            if slot < size {
+                self.holder[usize::from(slot)] = Holder::Ring;
+                self.post(slot)?;
+            } else {
+                self.holder[usize::from(slot)] = Holder::Free;
+                self.free.push_back(slot);
+            }
         }
         self.vq.publish();
+        Ok(())
+    }
+
+    /// Makes free buffers available while the ring has room (published
+    /// by the next kick).
+    fn refill(&mut self) -> Result<(), RecvError> {
+        while self.vq.num_free() > 0 {
+            let Some(slot) = self.free.pop_front() else {
+                break;
+            };
+            if let Some(h) = self.holder.get_mut(usize::from(slot)) {
+                *h = Holder::Ring;
+            }
+            self.post(slot)?;
+        }
         Ok(())
     }
 
@@ -138,9 +198,12 @@ impl<D: Dma> RxQueue<D> {
         self.polling
     }
 
-    /// Notifies the device if it wants a notification.
+    /// Makes free buffers available (if the ring has room) and notifies
+    /// the device if it wants a notification.
     pub(crate) fn kick<T: Transport + ?Sized>(&mut self, t: &mut T) -> Result<(), RecvError> {
-        kick(t, &mut self.vq).map_err(|e| self.queue_err(e))
+        let r = if self.broken { Ok(()) } else { self.refill() };
+        kick(t, &mut self.vq).map_err(|e| self.queue_err(e))?;
+        r
     }
 
     fn fail(&mut self, e: RecvError) -> RecvError {
@@ -191,12 +254,7 @@ impl<D: Dma> RxQueue<D> {
         }
         let mut raw = [0u8; MAX_HDR];
         let off = usize::from(slot) * self.layout.buf_len as usize;
-        if self
-            .bufs
-            .slice()
-            .read_bytes(off, &mut raw[..hdr_len])
-            .is_err()
-        {
+        if !load_hdr(&self.bufs.slice(), off, &mut raw[..hdr_len]) {
             return Err(self.fail(self.queue_err(UsedError::Broken)));
         }
         self.hdr = parse_rx(&raw[..hdr_len]);
@@ -235,8 +293,17 @@ impl<D: Dma> RxQueue<D> {
         self.expected = 0;
         let mut r = Ok(());
         for &(slot, _) in &parts {
-            if r.is_ok() {
+            if r.is_err() {
+                break;
+            }
+            // Reposted at once while the ring has room (the same buffer
+            // goes back where it was, so unchanged ring entries are not
+            // rewritten); otherwise a spare took its place meanwhile.
+            if self.vq.num_free() > 0 {
                 r = self.post(slot);
+            } else if let Some(h) = self.holder.get_mut(usize::from(slot)) {
+                *h = Holder::Free;
+                self.free.push_back(slot);
             }
         }
         parts.clear();
@@ -298,13 +365,162 @@ impl<D: Dma> RxQueue<D> {
         }
     }
 
+    /// Leaves the frame [`Self::next`] returned in its buffers and hands
+    /// it to the caller; spare buffers take their place at the next kick.
+    pub(crate) fn take_buf(&mut self, info: RxInfo) -> NetBuf {
+        let hdr_len = self.layout.hdr_len as u32;
+        let mut next = NO_LINK;
+        for (i, &(slot, len)) in self.parts.iter().enumerate().rev() {
+            let s = usize::from(slot);
+            let bytes = if i == 0 {
+                len.saturating_sub(hdr_len)
+            } else {
+                len
+            };
+            if let (Some(h), Some(l)) = (self.holder.get_mut(s), self.link.get_mut(s)) {
+                *h = Holder::Caller;
+                *l = (next, bytes);
+            }
+            next = slot;
+        }
+        self.parts.clear();
+        self.expected = 0;
+        NetBuf::new(self.pair, next, info)
+    }
+
+    /// Checks that the caller holds `buf`'s frame (every buffer of it).
+    pub(crate) fn check_held(&self, buf: &NetBuf) -> Result<(), BufError> {
+        let not_held = BufError::NotHeld {
+            pair: self.pair,
+            id: buf.head(),
+        };
+        let mut slot = buf.head();
+        // Bounded: a frame has at most one link per buffer.
+        for _ in 0..self.holder.len() {
+            if self.holder.get(usize::from(slot)) != Some(&Holder::Caller) {
+                return Err(not_held);
+            }
+            match self.link.get(usize::from(slot)) {
+                Some(&(NO_LINK, _)) => return Ok(()),
+                Some(&(next, _)) => slot = next,
+                None => return Err(not_held),
+            }
+        }
+        Err(not_held)
+    }
+
+    /// The buffers of a held frame, in order: (buffer id, device address,
+    /// bytes in it; the first starts with room for the header, counted).
+    /// Call after [`Self::check_held`].
+    pub(crate) fn segments(&self, head: u16, mut f: impl FnMut(u16, u64, u32)) {
+        let buf_len = self.layout.buf_len as usize;
+        let hdr_len = self.layout.hdr_len as u32;
+        let mut slot = head;
+        let mut first = true;
+        for _ in 0..self.holder.len() {
+            let Some(&(next, bytes)) = self.link.get(usize::from(slot)) else {
+                return;
+            };
+            let len = if first { bytes + hdr_len } else { bytes };
+            f(slot, self.bufs.addr(usize::from(slot) * buf_len), len);
+            first = false;
+            if next == NO_LINK {
+                return;
+            }
+            slot = next;
+        }
+    }
+
+    /// Visits the bytes `[offset, offset + len)` of a held frame, buffer by
+    /// buffer: `f(window, offset in the window, offset in the range,
+    /// bytes)`, stopping at the first `false`. Returns whether the range
+    /// lies inside the frame and every visit succeeded. Call after
+    /// [`Self::check_held`].
+    pub(crate) fn frame_chunks(
+        &self,
+        head: u16,
+        offset: usize,
+        len: usize,
+        mut f: impl FnMut(&MemSlice<'_>, usize, usize, usize) -> bool,
+    ) -> bool {
+        let Some(end) = offset.checked_add(len) else {
+            return false;
+        };
+        let mut pos = 0usize;
+        let mut ok = true;
+        let mut first = true;
+        let hdr_len = self.layout.hdr_len;
+        self.segments(head, |slot, _, bytes| {
+            let skip = if first { hdr_len } else { 0 };
+            first = false;
+            let bytes = (bytes as usize).saturating_sub(skip);
+            let (lo, hi) = (offset.max(pos), end.min(pos + bytes));
+            if ok && lo < hi {
+                ok = f(&self.buffer(slot), skip + lo - pos, lo - offset, hi - lo);
+            }
+            pos += bytes;
+        });
+        ok && end <= pos
+    }
+
+    /// The window on buffer `slot`.
+    pub(crate) fn buffer(&self, slot: u16) -> MemSlice<'_> {
+        let len = self.layout.buf_len as usize;
+        self.bufs
+            .slice()
+            .subslice(usize::from(slot) * len, len)
+            .unwrap_or_else(|_| MemSlice::empty())
+    }
+
+    /// Marks a held frame's buffers as given to a transmitq (call after
+    /// [`Self::check_held`]).
+    pub(crate) fn mark_sent(&mut self, head: u16) {
+        self.walk_set(head, Holder::Tx);
+    }
+
+    /// A held or sent frame's buffers go back to the free list.
+    pub(crate) fn release(&mut self, head: u16) {
+        let mut slot = head;
+        for _ in 0..self.holder.len() {
+            let s = usize::from(slot);
+            match self.holder.get(s) {
+                Some(Holder::Caller | Holder::Tx) => {}
+                _ => return,
+            }
+            self.holder[s] = Holder::Free;
+            self.free.push_back(slot);
+            match self.link.get(s) {
+                Some(&(next, _)) if next != NO_LINK => slot = next,
+                _ => return,
+            }
+        }
+    }
+
+    fn walk_set(&mut self, head: u16, to: Holder) {
+        let mut slot = head;
+        for _ in 0..self.holder.len() {
+            let s = usize::from(slot);
+            let Some(h) = self.holder.get_mut(s) else {
+                return;
+            };
+            *h = to;
+            match self.link.get(s) {
+                Some(&(next, _)) if next != NO_LINK => slot = next,
+                _ => return,
+            }
+        }
+    }
+
     /// After a device reset: buffers forgotten and made available again
-    /// (before DRIVER_OK; no notification), not broken.
+    /// (before DRIVER_OK; no notification), not broken. Frames the caller
+    /// holds are no longer valid.
     pub(crate) fn reset(&mut self) {
         self.vq.reset();
         self.parts.clear();
         self.expected = 0;
         self.broken = false;
+        self.holder.fill(Holder::Free);
+        self.free.clear();
         if self.polling {
             self.vq.disable_callbacks();
         }

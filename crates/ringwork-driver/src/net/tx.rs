@@ -4,18 +4,25 @@
 //! one output descriptor"). Used buffer notifications are suppressed
 //! (§5.1.9.2.3: completions are collected on the transmit path).
 //!
+//! Frames received in place ([`super::NetBuf`], zero-copy) go out from
+//! their receive buffers instead: the header is written over the receive
+//! header in front of the frame, and the buffers (one descriptor each) go
+//! back to their receive queue's free list once the device completed them
+//! ([`TxQueue::take_returned`]).
+//!
 //! Trust and panic contract: the device only hands slots back; used ids
 //! and lengths are checked by the queue (a transmit buffer has no
 //! writable part, so any used length above 0 breaks the queue). Nothing
 //! here reads device-written memory, and nothing panics.
 
 use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 
 use ringwork_queue::{AddError, Dma, DriverQueue, Segment, UsedError};
 use ringwork_transport::driver::Transport;
 
 use super::error::SendError;
-use super::hdr::{complete_checksum, write_tx, TxChecksum, MAX_HDR};
+use super::hdr::{complete_checksum, store_hdr, write_tx, TxChecksum, MAX_HDR};
 use crate::common::{kick, DmaRegion, SetupError};
 
 /// Ethernet header length.
@@ -54,10 +61,24 @@ pub(crate) fn check_frame(
     }
 }
 
+/// What a transmit buffer was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxToken {
+    /// A frame copied into slot `n`.
+    Slot(u16),
+    /// A frame in the receive buffers of `pair`, first buffer `head`.
+    Rx {
+        /// The receive queue's pair.
+        pair: u16,
+        /// The frame's first buffer.
+        head: u16,
+    },
+}
+
 /// A transmit queue. See the [module docs](self).
 pub(crate) struct TxQueue<D: Dma> {
     pair: u16,
-    vq: DriverQueue<D, u16>,
+    vq: DriverQueue<D, TxToken>,
     bufs: DmaRegion<D>,
     slot_len: usize,
     hdr_len: usize,
@@ -65,6 +86,11 @@ pub(crate) struct TxQueue<D: Dma> {
     /// reused in the same order as the ring's descriptors, so a stream
     /// rewrites few descriptors (see the split ring's free list).
     free: VecDeque<u16>,
+    /// Receive buffers (pair, first buffer) the device completed, for
+    /// their receive queue to take back.
+    returned: Vec<(u16, u16)>,
+    /// Segments of the frame being queued in place.
+    segs: Vec<Segment>,
 }
 
 impl<D: Dma> TxQueue<D> {
@@ -72,7 +98,7 @@ impl<D: Dma> TxQueue<D> {
     /// max_frame` bytes per entry.
     pub(crate) fn new(
         pair: u16,
-        mut vq: DriverQueue<D, u16>,
+        mut vq: DriverQueue<D, TxToken>,
         dma: D,
         hdr_len: usize,
         max_frame: usize,
@@ -88,6 +114,8 @@ impl<D: Dma> TxQueue<D> {
             slot_len,
             hdr_len,
             free: (0..size).collect(),
+            returned: Vec::with_capacity(usize::from(size)),
+            segs: Vec::new(),
         })
     }
 
@@ -115,8 +143,9 @@ impl<D: Dma> TxQueue<D> {
         for _ in 0..=self.vq.size() {
             match self.vq.pop_used() {
                 Ok(Some(u)) => {
-                    if u.token < self.vq.size() {
-                        self.free.push_back(u.token);
+                    match u.token {
+                        TxToken::Slot(s) => self.free.push_back(s),
+                        TxToken::Rx { pair, head } => self.returned.push((pair, head)),
                     }
                     n += 1;
                 }
@@ -150,6 +179,9 @@ impl<D: Dma> TxQueue<D> {
                 max: self.slot_len - self.hdr_len,
             });
         }
+        if self.vq.num_free() == 0 {
+            return Err(SendError::QueueFull { pair: self.pair });
+        }
         let Some(slot) = self.free.pop_front() else {
             return Err(SendError::QueueFull { pair: self.pair });
         };
@@ -159,7 +191,7 @@ impl<D: Dma> TxQueue<D> {
         write_tx(hdr, if offload { csum } else { None });
         let mem = self.bufs.slice();
         let mut ok =
-            mem.write_bytes(off, hdr).is_ok() && mem.write_bytes(off + self.hdr_len, frame).is_ok();
+            store_hdr(&mem, off, hdr) && mem.write_bytes(off + self.hdr_len, frame).is_ok();
         if let (false, Some(c)) = (offload, csum) {
             let at = off + self.hdr_len + usize::from(c.start) + usize::from(c.offset);
             ok &= complete_checksum(frame, c).is_some_and(|v| mem.write_bytes(at, &v).is_ok());
@@ -172,16 +204,46 @@ impl<D: Dma> TxQueue<D> {
         let seg = Segment::new(self.bufs.addr(off), len as u32);
         // Published by the kick that ends every send call (one
         // `avail.idx` store per batch).
-        match self.vq.add_deferred(&[seg], &[], slot) {
+        match self.vq.add_deferred(&[seg], &[], TxToken::Slot(slot)) {
             Ok(_) => Ok(()),
             Err(r) => {
-                self.free.push_front(r.token);
-                Err(match r.error {
-                    AddError::NoSpace { .. } => SendError::QueueFull { pair: self.pair },
-                    _ => self.err(UsedError::Broken),
-                })
+                self.free.push_front(slot);
+                Err(self.add_err(r.error))
             }
         }
+    }
+
+    fn add_err(&self, e: AddError) -> SendError {
+        match e {
+            AddError::NoSpace { .. } => SendError::QueueFull { pair: self.pair },
+            _ => self.err(UsedError::Broken),
+        }
+    }
+
+    /// Queues a frame held in receive buffers of `pair` (no notification):
+    /// `segs` fills in each buffer's device address and bytes, the first
+    /// counting the header already written in front of the frame.
+    pub(crate) fn enqueue_in_place(
+        &mut self,
+        pair: u16,
+        head: u16,
+        segs: impl FnOnce(&mut Vec<Segment>),
+    ) -> Result<(), SendError> {
+        let mut v = core::mem::take(&mut self.segs);
+        v.clear();
+        segs(&mut v);
+        let r = self
+            .vq
+            .add_deferred(&v, &[], TxToken::Rx { pair, head })
+            .map(|_| ())
+            .map_err(|r| self.add_err(r.error));
+        self.segs = v;
+        r
+    }
+
+    /// Receive buffers (pair, first buffer) completed since the last call.
+    pub(crate) fn take_returned(&mut self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        self.returned.drain(..)
     }
 
     /// Notifies the device if it wants a notification (§2.7.10, §2.8.10).
@@ -189,9 +251,11 @@ impl<D: Dma> TxQueue<D> {
         kick(t, &mut self.vq).map_err(|e| self.err(e))
     }
 
-    /// After a device reset: every slot free again.
+    /// After a device reset: every slot free again (receive buffers in
+    /// flight are forgotten: their queues were reset too).
     pub(crate) fn reset(&mut self) {
         self.vq.reset();
+        self.returned.clear();
         self.vq.disable_callbacks();
         self.free = (0..self.vq.size()).collect();
     }

@@ -26,6 +26,7 @@ pub use error::{AddError, DriverQueueError, Rejected, UsedError};
 use crate::mem::{Dma, DmaBuffer, MemSlice};
 use crate::types::{QueueAddresses, QueueFeatures, RingFormat, Segment};
 use ringwork_spec::ring::notify::NotificationData;
+use ringwork_spec::ring::VIRTQ_DESC_F_WRITE;
 
 /// How to build a [`DriverQueue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +107,8 @@ pub(crate) struct Common<T> {
     free_tables: Vec<u16>,
     indirect_threshold: u16,
     indirect_max: u16,
+    /// Whether a one-segment buffer takes an indirect table.
+    indirect_single: bool,
 }
 
 impl<T> Common<T> {
@@ -314,6 +317,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
                 free_tables,
                 indirect_threshold: config.indirect_threshold,
                 indirect_max: config.indirect_max,
+                indirect_single: use_indirect && config.indirect_threshold <= 1,
             },
             ring,
             ring_mem: Some(ring_mem),
@@ -401,6 +405,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
         }
     }
 
+    #[inline]
     fn add_inner(
         &mut self,
         out: &[Segment],
@@ -408,6 +413,9 @@ impl<D: Dma, T> DriverQueue<D, T> {
         token: T,
         publish: bool,
     ) -> Result<u16, Rejected<T>> {
+        if out.len() + inp.len() == 1 && !self.common.indirect_single {
+            return self.add_one(out, inp, token, publish);
+        }
         match self.try_add(out, inp) {
             Ok(prep) => {
                 let mem = window(&self.ring_mem);
@@ -421,6 +429,49 @@ impl<D: Dma, T> DriverQueue<D, T> {
             }
             Err(error) => Err(Rejected { error, token }),
         }
+    }
+
+    /// [`Self::add_inner`] for one segment that goes direct: the same
+    /// checks and records, without the scatter-gather walk.
+    #[inline]
+    fn add_one(
+        &mut self,
+        out: &[Segment],
+        inp: &[Segment],
+        token: T,
+        publish: bool,
+    ) -> Result<u16, Rejected<T>> {
+        let (seg, flags) = match (out.first(), inp.first()) {
+            (Some(s), _) => (*s, 0),
+            (None, Some(s)) => (*s, VIRTQ_DESC_F_WRITE),
+            (None, None) => {
+                return Err(Rejected {
+                    error: AddError::Empty,
+                    token,
+                })
+            }
+        };
+        if self.common.broken {
+            return Err(Rejected {
+                error: AddError::Broken,
+                token,
+            });
+        }
+        let free = self.num_free();
+        if free == 0 {
+            return Err(Rejected {
+                error: AddError::NoSpace { needed: 1, free },
+                token,
+            });
+        }
+        let mem = window(&self.ring_mem);
+        let id = match &mut self.ring {
+            Ring::Split(r) => r.add_one(&mem, self.common.features.in_order, &seg, flags, publish),
+            Ring::Packed(r) => r.add_one(&mem, &seg, flags),
+        };
+        let capacity = if flags == 0 { 0 } else { seg.len };
+        self.common.record(id, token, 1, capacity, NO_TABLE);
+        Ok(id)
     }
 
     fn try_add(&mut self, out: &[Segment], inp: &[Segment]) -> Result<Prepared, AddError> {

@@ -138,6 +138,25 @@ impl PackedRing {
         id
     }
 
+    /// [`Self::add`] for a buffer of one direct descriptor (`flags` 0 or
+    /// WRITE).
+    #[inline]
+    pub(crate) fn add_one(&mut self, mem: &MemSlice<'_>, seg: &Segment, flags: u16) -> u16 {
+        // `num_free()` reported 0 without a free id, so the caller checked.
+        let id = self.free_ids.pop().unwrap_or_default();
+        let off = usize::from(self.avail_pos) * DESC_SIZE;
+        let flags = flags | p::avail_flags(self.avail_wrap);
+        // Writes to our own ring are in bounds by construction.
+        let _ = mem.write_u64(off, seg.addr);
+        let _ = mem.write_u32(off + 8, seg.len);
+        let _ = mem.write_u16(off + 12, id);
+        // VIRTIO 1.4 §2.8.21.1.1: flags last, with release.
+        let _ = mem.store_u16_release(off + 14, flags);
+        advance(self.size, &mut self.avail_pos, &mut self.avail_wrap, 1);
+        self.num_free -= 1;
+        id
+    }
+
     fn finish<T>(
         &mut self,
         common: &mut Common<T>,

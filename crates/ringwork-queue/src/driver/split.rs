@@ -225,24 +225,55 @@ impl SplitRing {
             self.free_head = idx;
         }
         self.num_free -= prep.ring_slots;
-        let avail = mem.subslice(self.avail_off, s::avail_ring_size(self.size));
-        if let Ok(avail) = avail {
-            let slot = self.avail_idx & (self.size - 1);
-            if let Some(w) = self.avail_written.get_mut(usize::from(slot)) {
-                if *w != head
-                    && avail
-                        .write_u16(s::avail_ring_entry_offset(slot), head)
-                        .is_ok()
-                {
-                    *w = head;
-                }
-            }
-            self.avail_idx = self.avail_idx.wrapping_add(1);
-        }
+        self.put_avail(mem, head);
         if publish {
             self.publish(mem);
         }
         head
+    }
+
+    /// [`Self::add`] for a buffer of one direct descriptor (`flags` 0 or
+    /// WRITE): the same writes, without the chain and table walk.
+    #[inline]
+    pub(crate) fn add_one(
+        &mut self,
+        mem: &MemSlice<'_>,
+        in_order: bool,
+        seg: &Segment,
+        flags: u16,
+        publish: bool,
+    ) -> u16 {
+        let head = self.free_head;
+        let next = self.following(head, in_order);
+        // One descriptor is its chain's last: `next` written as 0.
+        self.put_desc(mem, head, seg.addr, seg.len, flags, 0);
+        if let Some(d) = self.shadow.get_mut(usize::from(head)) {
+            d.next = next;
+        }
+        self.free_head = next;
+        self.num_free -= 1;
+        self.put_avail(mem, head);
+        if publish {
+            self.publish(mem);
+        }
+        head
+    }
+
+    /// Writes `head` to the next `avail.ring` entry (skipped when it
+    /// already holds it) and advances the private `avail_idx`.
+    #[inline]
+    fn put_avail(&mut self, mem: &MemSlice<'_>, head: u16) {
+        let slot = self.avail_idx & (self.size - 1);
+        if let Some(w) = self.avail_written.get_mut(usize::from(slot)) {
+            if *w != head
+                && mem
+                    .write_u16(self.avail_off + s::avail_ring_entry_offset(slot), head)
+                    .is_ok()
+            {
+                *w = head;
+            }
+        }
+        self.avail_idx = self.avail_idx.wrapping_add(1);
     }
 
     /// Stores `avail.idx` if entries were added since it was last stored

@@ -1,0 +1,344 @@
+//! Zero-copy receive and forward ([`NetBuf`]): frames left in their
+//! receive buffers, read or changed in place through bounds-checked
+//! volatile accessors, and sent back out from the same buffers, the way
+//! DPDK's `testpmd` forwards mbufs. [`NetDriver::recv_bufs`] hands frames
+//! over, [`NetDriver::send_bufs`] queues them on a transmitq (the header
+//! is written over the receive header in front of the frame, each buffer
+//! is one descriptor), and [`NetDriver::release_bufs`] gives them back
+//! unsent. A receive queue has spare buffers for the frames held or in
+//! flight ([`super::NetOptions::rx_spare_buffers`]); when they run out,
+//! the ring is refilled as frames come back.
+//!
+//! Trust and panic contract: a [`NetBuf`] is a claim on buffers the
+//! driver checks before every use (held by the caller, on a pair that
+//! exists), so a stale or already-sent handle is refused with
+//! [`BufError::NotHeld`], never sent twice. Frame bytes live in memory the
+//! device shares: they are read and written with volatile accessors only,
+//! and a device that writes them after handing them back only changes the
+//! frame it forwards. Nothing here panics.
+
+use alloc::vec::Vec;
+
+use ringwork_queue::{Dma, Segment};
+use ringwork_spec::net::VIRTIO_NET_F_CSUM;
+use ringwork_transport::driver::Transport;
+
+use super::error::{RecvError, SendError};
+use super::hdr::{complete_checksum, store_hdr, write_tx, RxChecksum, RxInfo, TxChecksum, MAX_HDR};
+use super::tx::{ETH_HLEN, VLAN_HLEN};
+use super::{NetDriver, NetState};
+
+/// A received frame left in its receive buffer(s), held by the caller
+/// until sent ([`NetDriver::send_bufs`]) or released
+/// ([`NetDriver::release_bufs`]). Not `Clone`: one handle, one owner.
+/// Dropping it instead keeps its buffers out of the receive queue until
+/// the driver is reset.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NetBuf {
+    pair: u16,
+    head: u16,
+    info: RxInfo,
+}
+
+impl NetBuf {
+    pub(crate) fn new(pair: u16, head: u16, info: RxInfo) -> Self {
+        Self { pair, head, info }
+    }
+
+    /// The queue pair it was received on.
+    pub fn pair(&self) -> u16 {
+        self.pair
+    }
+
+    /// Frame length (no virtio header).
+    pub fn len(&self) -> usize {
+        self.info.len
+    }
+
+    /// Whether the frame is empty (never, for a frame the driver accepted
+    /// on a device that follows the spec; a hostile one may send it).
+    pub fn is_empty(&self) -> bool {
+        self.info.len == 0
+    }
+
+    /// What the header said.
+    pub fn info(&self) -> RxInfo {
+        self.info
+    }
+
+    pub(crate) fn head(&self) -> u16 {
+        self.head
+    }
+}
+
+/// Why a [`NetBuf`] could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BufError {
+    /// The caller does not hold this frame (already sent or released, or
+    /// from before a reset, or another driver's).
+    #[error("frame at buffer {id} of pair {pair} is not held by the caller")]
+    NotHeld {
+        /// The pair.
+        pair: u16,
+        /// The frame's first buffer.
+        id: u16,
+    },
+    /// The byte range does not lie inside the frame.
+    #[error("bytes {offset}..{offset}+{len} are outside a {frame}-byte frame")]
+    OutOfRange {
+        /// Start of the range.
+        offset: usize,
+        /// Its length.
+        len: usize,
+        /// Frame length.
+        frame: usize,
+    },
+}
+
+impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
+    /// Hands up to `max` frames of receiveq `pair` to the caller without
+    /// copying them (appended to `out`), then refills the ring from the
+    /// spare buffers and notifies the device once. Returns how many. A
+    /// frame dropped for a per-frame error ends the batch with that error
+    /// (see [`Self::recv_batch`]).
+    pub fn recv_bufs(
+        &mut self,
+        pair: u16,
+        max: usize,
+        out: &mut Vec<NetBuf>,
+    ) -> Result<usize, RecvError> {
+        let pairs = self.queue_pairs();
+        let Self {
+            transport, state, ..
+        } = self;
+        let q = state
+            .rx
+            .get_mut(usize::from(pair))
+            .ok_or(RecvError::NoSuchPair { pair, pairs })?;
+        let mut n = 0;
+        let mut r = Ok(());
+        while n < max {
+            match q.next() {
+                Ok(Some(info)) => {
+                    out.push(q.take_buf(info));
+                    n += 1;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
+            }
+        }
+        let k = q.kick(transport);
+        r?;
+        k.map(|()| n)
+    }
+
+    /// Queues the frames of `bufs` on transmitq `pair` from their own
+    /// buffers, as many as fit (taking completed buffers back first), and
+    /// notifies the device once. The queued ones are removed from the
+    /// front of `bufs`; their buffers return to their receive queue when
+    /// the device completed them. Returns how many. Frames received on any
+    /// pair may go out on any pair. A frame whose checksum the device left
+    /// to complete ([`RxChecksum::Partial`]) goes out with a `NEEDS_CSUM`
+    /// request with `VIRTIO_NET_F_CSUM`, completed by the driver without.
+    pub fn send_bufs(&mut self, pair: u16, bufs: &mut Vec<NetBuf>) -> Result<usize, SendError> {
+        self.txq(pair)?.reclaim()?;
+        self.settle(pair);
+        let mtu = self.config.mtu;
+        let hdr_len = self.hdr_len;
+        let offload = self.features.contains(VIRTIO_NET_F_CSUM);
+        let mut scratch = core::mem::take(&mut self.scratch);
+        let Self {
+            transport, state, ..
+        } = self;
+        let NetState { rx, tx, .. } = &mut **state;
+        let Some(txq) = tx.get_mut(usize::from(pair)) else {
+            return Ok(0);
+        };
+        let mut sent = 0;
+        let mut r = Ok(());
+        for b in bufs.iter() {
+            let Some(rq) = rx.get_mut(usize::from(b.pair)) else {
+                r = Err(BufError::NotHeld {
+                    pair: b.pair,
+                    id: b.head,
+                }
+                .into());
+                break;
+            };
+            if let Err(e) = rq.check_held(b) {
+                r = Err(e.into());
+                break;
+            }
+            if let Err(e) = check_len(rq, b, mtu) {
+                r = Err(e);
+                break;
+            }
+            let csum = match b.info.csum {
+                RxChecksum::Partial(c) => Some(c),
+                _ => None,
+            };
+            if let (Some(c), false) = (csum, offload) {
+                if !complete_in_place(rq, b, c, &mut scratch) {
+                    r = Err(SendError::BadChecksum {
+                        start: c.start,
+                        offset: c.offset,
+                        len: b.info.len,
+                    });
+                    break;
+                }
+            }
+            let mut h = [0u8; MAX_HDR];
+            write_tx(&mut h[..hdr_len], if offload { csum } else { None });
+            if !store_hdr(&rq.buffer(b.head), 0, &h[..hdr_len]) {
+                r = Err(BufError::NotHeld {
+                    pair: b.pair,
+                    id: b.head,
+                }
+                .into());
+                break;
+            }
+            let q = txq.enqueue_in_place(b.pair, b.head, |v| {
+                rq.segments(b.head, |_, addr, len| v.push(Segment::new(addr, len)));
+            });
+            match q {
+                Ok(()) => {
+                    rq.mark_sent(b.head);
+                    sent += 1;
+                }
+                Err(SendError::QueueFull { .. }) => break,
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
+            }
+        }
+        bufs.drain(..sent);
+        let k = txq.kick(transport);
+        self.scratch = scratch;
+        r?;
+        k.map(|()| sent)
+    }
+
+    /// Gives frames back unsent: their buffers return to their receive
+    /// queues (made available at the next receive call). Handles the
+    /// caller does not hold are skipped.
+    pub fn release_bufs(&mut self, bufs: impl IntoIterator<Item = NetBuf>) {
+        for b in bufs {
+            if let Some(rq) = self.state.rx.get_mut(usize::from(b.pair)) {
+                if rq.check_held(&b).is_ok() {
+                    rq.release(b.head);
+                }
+            }
+        }
+    }
+
+    /// Copies bytes `[offset, offset + dst.len())` of a held frame into
+    /// `dst`.
+    pub fn read_buf(&self, buf: &NetBuf, offset: usize, dst: &mut [u8]) -> Result<(), BufError> {
+        self.buf_io(buf, offset, dst.len(), |w, at, pos, n| {
+            dst.get_mut(pos..pos + n)
+                .is_some_and(|d| w.read_bytes(at, d).is_ok())
+        })
+    }
+
+    /// Overwrites bytes `[offset, offset + src.len())` of a held frame
+    /// with `src` (e.g. swapping addresses before forwarding).
+    pub fn write_buf(&mut self, buf: &NetBuf, offset: usize, src: &[u8]) -> Result<(), BufError> {
+        self.buf_io(buf, offset, src.len(), |w, at, pos, n| {
+            src.get(pos..pos + n)
+                .is_some_and(|s| w.write_bytes(at, s).is_ok())
+        })
+    }
+
+    fn buf_io(
+        &self,
+        buf: &NetBuf,
+        offset: usize,
+        len: usize,
+        f: impl FnMut(&ringwork_queue::MemSlice<'_>, usize, usize, usize) -> bool,
+    ) -> Result<(), BufError> {
+        let not_held = BufError::NotHeld {
+            pair: buf.pair,
+            id: buf.head,
+        };
+        let rq = self.state.rx.get(usize::from(buf.pair)).ok_or(not_held)?;
+        rq.check_held(buf)?;
+        if rq.frame_chunks(buf.head, offset, len, f) {
+            Ok(())
+        } else {
+            Err(BufError::OutOfRange {
+                offset,
+                len,
+                frame: buf.info.len,
+            })
+        }
+    }
+
+    /// Hands the receive buffers transmitq `pair` completed back to their
+    /// receive queues.
+    pub(crate) fn settle(&mut self, pair: u16) {
+        let NetState { rx, tx, .. } = &mut *self.state;
+        if let Some(q) = tx.get_mut(usize::from(pair)) {
+            for (p, head) in q.take_returned() {
+                if let Some(r) = rx.get_mut(usize::from(p)) {
+                    r.release(head);
+                }
+            }
+        }
+    }
+}
+
+/// §5.1.4.2: a frame no longer than `mtu` plus its Ethernet header (18
+/// bytes with an 802.1Q tag), and at least an Ethernet header.
+fn check_len<D: Dma>(rq: &super::rx::RxQueue<D>, b: &NetBuf, mtu: u16) -> Result<(), SendError> {
+    let len = b.info.len;
+    if len < ETH_HLEN {
+        return Err(SendError::TooShort { len, min: ETH_HLEN });
+    }
+    let untagged = usize::from(mtu) + ETH_HLEN;
+    if len <= untagged {
+        return Ok(());
+    }
+    let mut tpid = [0u8; 2];
+    let tagged = rq.frame_chunks(b.head, 12, 2, |w, at, pos, n| {
+        tpid.get_mut(pos..pos + n)
+            .is_some_and(|d| w.read_bytes(at, d).is_ok())
+    }) && tpid == [0x81, 0x00];
+    let max = untagged + if tagged { VLAN_HLEN } else { 0 };
+    if len > max {
+        return Err(SendError::TooLong { len, max });
+    }
+    Ok(())
+}
+
+/// Completes a partial checksum in the frame's buffers (no
+/// `VIRTIO_NET_F_CSUM`: the driver sends fully checksummed frames,
+/// §5.1.9.2.1). The frame is read into `scratch` once.
+fn complete_in_place<D: Dma>(
+    rq: &super::rx::RxQueue<D>,
+    b: &NetBuf,
+    c: TxChecksum,
+    scratch: &mut Vec<u8>,
+) -> bool {
+    let len = b.info.len;
+    if scratch.len() < len {
+        scratch.resize(len, 0);
+    }
+    let frame = &mut scratch[..len];
+    let read = rq.frame_chunks(b.head, 0, len, |w, at, pos, n| {
+        frame
+            .get_mut(pos..pos + n)
+            .is_some_and(|d| w.read_bytes(at, d).is_ok())
+    });
+    let Some(v) = complete_checksum(frame, c).filter(|_| read) else {
+        return false;
+    };
+    let at = usize::from(c.start) + usize::from(c.offset);
+    rq.frame_chunks(b.head, at, 2, |w, off, pos, n| {
+        v.get(pos..pos + n)
+            .is_some_and(|s| w.write_bytes(off, s).is_ok())
+    })
+}
