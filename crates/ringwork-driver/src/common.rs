@@ -265,6 +265,7 @@ impl<D: Dma> DmaRegion<D> {
     }
 
     /// The host window on the region.
+    #[inline]
     pub(crate) fn slice(&self) -> MemSlice<'_> {
         self.buf
             .as_ref()
@@ -272,6 +273,7 @@ impl<D: Dma> DmaRegion<D> {
     }
 
     /// The device address of byte `offset`.
+    #[inline]
     pub(crate) fn addr(&self, offset: usize) -> u64 {
         self.buf
             .as_ref()

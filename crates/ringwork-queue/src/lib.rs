@@ -53,6 +53,7 @@ extern crate alloc;
 
 pub mod device;
 pub mod driver;
+pub mod fifo;
 pub mod mem;
 #[cfg(feature = "std")]
 pub mod mmap;
@@ -73,5 +74,6 @@ pub use device::{
 pub use driver::{
     AddError, DriverQueue, DriverQueueConfig, DriverQueueError, Rejected, Used, UsedError,
 };
+pub use fifo::IdFifo;
 pub use mem::{Dma, DmaBuffer, GuestMemory, MemSlice, OutOfBounds};
 pub use types::{QueueAddresses, QueueFeatures, QueuePosition, RingFormat, Segment};

@@ -24,7 +24,7 @@ use ringwork_spec::net::VIRTIO_NET_F_CSUM;
 use ringwork_transport::driver::Transport;
 
 use super::error::{RecvError, SendError};
-use super::hdr::{complete_checksum, store_hdr, write_tx, RxChecksum, RxInfo, TxChecksum, MAX_HDR};
+use super::hdr::{complete_checksum, store_hdr, tx_hdr, RxChecksum, RxInfo, TxChecksum};
 use super::tx::{ETH_HLEN, VLAN_HLEN};
 use super::{NetDriver, NetState};
 
@@ -190,8 +190,7 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
                     break;
                 }
             }
-            let mut h = [0u8; MAX_HDR];
-            write_tx(&mut h[..hdr_len], if offload { csum } else { None });
+            let h = tx_hdr(if offload { csum } else { None });
             if !store_hdr(&rq.buffer(b.head), 0, &h[..hdr_len]) {
                 r = Err(BufError::NotHeld {
                     pair: b.pair,

@@ -23,10 +23,9 @@
 //! ignored (devices that copy a tap header leave it 0). Bytes are copied
 //! out with bounds-checked reads; nothing here panics.
 
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use ringwork_queue::{Dma, DriverQueue, MemSlice, Segment, UsedError};
+use ringwork_queue::{Dma, DriverQueue, IdFifo, MemSlice, Segment, UsedError};
 use ringwork_spec::net::VIRTIO_NET_HDR_GSO_NONE;
 use ringwork_transport::driver::Transport;
 
@@ -69,7 +68,7 @@ pub(crate) struct RxQueue<D: Dma> {
     bufs: DmaRegion<D>,
     layout: RxLayout,
     /// Buffers neither in the ring nor held, first in, first out.
-    free: VecDeque<u16>,
+    free: IdFifo,
     /// Per buffer: who holds it.
     holder: Vec<Holder>,
     /// Per buffer of a frame held in place: the frame's next buffer
@@ -108,7 +107,7 @@ impl<D: Dma> RxQueue<D> {
             vq,
             bufs,
             layout,
-            free: VecDeque::with_capacity(count),
+            free: IdFifo::new(count),
             holder: alloc::vec![Holder::Free; count],
             link: alloc::vec![(NO_LINK, 0); count],
             parts: Vec::with_capacity(usize::from(vq_size)),

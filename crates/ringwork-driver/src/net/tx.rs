@@ -15,14 +15,13 @@
 //! writable part, so any used length above 0 breaks the queue). Nothing
 //! here reads device-written memory, and nothing panics.
 
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use ringwork_queue::{AddError, Dma, DriverQueue, Segment, UsedError};
+use ringwork_queue::{AddError, Dma, DriverQueue, IdFifo, Segment, UsedError};
 use ringwork_transport::driver::Transport;
 
 use super::error::SendError;
-use super::hdr::{complete_checksum, store_hdr, write_tx, TxChecksum, MAX_HDR};
+use super::hdr::{complete_checksum, store_hdr, tx_hdr, TxChecksum};
 use crate::common::{kick, DmaRegion, SetupError};
 
 /// Ethernet header length.
@@ -85,7 +84,7 @@ pub(crate) struct TxQueue<D: Dma> {
     /// Free slots, first in, first out: completed in order, slots are
     /// reused in the same order as the ring's descriptors, so a stream
     /// rewrites few descriptors (see the split ring's free list).
-    free: VecDeque<u16>,
+    free: IdFifo,
     /// Receive buffers (pair, first buffer) the device completed, for
     /// their receive queue to take back.
     returned: Vec<(u16, u16)>,
@@ -113,7 +112,7 @@ impl<D: Dma> TxQueue<D> {
             bufs,
             slot_len,
             hdr_len,
-            free: (0..size).collect(),
+            free: IdFifo::with_ids(usize::from(size), 0..size),
             returned: Vec::with_capacity(usize::from(size)),
             segs: Vec::new(),
         })
@@ -144,7 +143,9 @@ impl<D: Dma> TxQueue<D> {
             match self.vq.pop_used() {
                 Ok(Some(u)) => {
                     match u.token {
-                        TxToken::Slot(s) => self.free.push_back(s),
+                        TxToken::Slot(s) => {
+                            self.free.push_back(s);
+                        }
                         TxToken::Rx { pair, head } => self.returned.push((pair, head)),
                     }
                     n += 1;
@@ -186,9 +187,8 @@ impl<D: Dma> TxQueue<D> {
             return Err(SendError::QueueFull { pair: self.pair });
         };
         let off = usize::from(slot) * self.slot_len;
-        let mut hdr = [0u8; MAX_HDR];
-        let hdr = &mut hdr[..self.hdr_len];
-        write_tx(hdr, if offload { csum } else { None });
+        let hdr = tx_hdr(if offload { csum } else { None });
+        let hdr = &hdr[..self.hdr_len];
         let mem = self.bufs.slice();
         let mut ok =
             store_hdr(&mem, off, hdr) && mem.write_bytes(off + self.hdr_len, frame).is_ok();
@@ -257,6 +257,6 @@ impl<D: Dma> TxQueue<D> {
         self.vq.reset();
         self.returned.clear();
         self.vq.disable_callbacks();
-        self.free = (0..self.vq.size()).collect();
+        self.free = IdFifo::with_ids(usize::from(self.vq.size()), 0..self.vq.size());
     }
 }

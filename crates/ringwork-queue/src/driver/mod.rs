@@ -18,11 +18,11 @@ mod error;
 mod packed;
 mod split;
 
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 pub use error::{AddError, DriverQueueError, Rejected, UsedError};
 
+use crate::fifo::IdFifo;
 use crate::mem::{Dma, DmaBuffer, MemSlice};
 use crate::types::{QueueAddresses, QueueFeatures, RingFormat, Segment};
 use ringwork_spec::ring::notify::NotificationData;
@@ -98,7 +98,7 @@ pub(crate) struct Common<T> {
     features: QueueFeatures,
     slots: Vec<Slot<T>>,
     /// Outstanding ids in submission order (VIRTIO_F_IN_ORDER only).
-    order: VecDeque<u16>,
+    order: IdFifo,
     /// An in-order batch being handed out: (last id, its len).
     batch: Option<(u16, u32)>,
     outstanding: u16,
@@ -134,6 +134,7 @@ impl<T> Common<T> {
     }
 
     /// Records a new outstanding buffer.
+    #[inline]
     fn record(&mut self, id: u16, token: T, ring_slots: u16, capacity: u32, table: u16) {
         if let Some(slot) = self.slots.get_mut(usize::from(id)) {
             *slot = Slot {
@@ -150,6 +151,7 @@ impl<T> Common<T> {
     }
 
     /// Whether `id` names an outstanding buffer.
+    #[inline]
     fn is_outstanding(&self, id: u32) -> bool {
         id < u32::from(self.size)
             && self
@@ -160,18 +162,20 @@ impl<T> Common<T> {
 
     /// How many outstanding buffers an in-order completion of `id` covers
     /// (its 1-based position in submission order), or `None`.
+    #[inline]
     fn in_order_count(&self, id: u16) -> Option<u16> {
         self.order
             .iter()
-            .position(|&x| x == id)
+            .position(|x| x == id)
             .map(|p| p as u16 + 1)
     }
 
     /// The next buffer of an in-order batch being handed out, with its
     /// length (`None`: the whole writable size), or `None` outside a batch.
+    #[inline]
     fn next_in_batch(&mut self) -> Option<(u16, Option<u32>)> {
         let (last_id, len) = self.batch?;
-        let Some(&front) = self.order.front() else {
+        let Some(front) = self.order.front() else {
             self.batch = None;
             return None;
         };
@@ -185,6 +189,7 @@ impl<T> Common<T> {
 
     /// Takes buffer `id`'s token back; validates `len` (`None`: whole
     /// capacity). Returns the token, len and ring slots to free.
+    #[inline]
     fn complete(&mut self, id: u16, len: Option<u32>) -> Result<(Used<T>, u16), UsedError> {
         let Some(slot) = self.slots.get_mut(usize::from(id)) else {
             return Err(UsedError::BadId { id: u32::from(id) });
@@ -206,7 +211,7 @@ impl<T> Common<T> {
         }
         let slots = slot.ring_slots;
         self.outstanding -= 1;
-        if self.features.in_order && self.order.front() == Some(&id) {
+        if self.features.in_order && self.order.front() == Some(id) {
             self.order.pop_front();
         }
         Ok((Used { token, len, id }, slots))
@@ -309,7 +314,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
                 size,
                 features: config.features,
                 slots,
-                order: VecDeque::with_capacity(usize::from(size)),
+                order: IdFifo::new(usize::from(size)),
                 batch: None,
                 outstanding: 0,
                 broken: false,
@@ -361,6 +366,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
     }
 
     /// Free descriptors in the ring.
+    #[inline]
     pub fn num_free(&self) -> u16 {
         match &self.ring {
             Ring::Split(r) => r.num_free(),
@@ -557,6 +563,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
 
     /// Takes the next used buffer, or `None` when the device has returned
     /// nothing new.
+    #[inline]
     pub fn pop_used(&mut self) -> Result<Option<Used<T>>, UsedError> {
         if self.common.broken {
             return Err(UsedError::Broken);
@@ -663,6 +670,7 @@ impl<D: Dma, T> Drop for DriverQueue<D, T> {
 
 /// The window on the ring memory (borrows only that field, so it can be
 /// used while the ring state is borrowed mutably).
+#[inline]
 fn window(buf: &Option<DmaBuffer>) -> MemSlice<'_> {
     buf.as_ref().map_or_else(MemSlice::empty, |b| b.slice())
 }

@@ -67,6 +67,7 @@ impl PackedRing {
         self.free_ids.extend((0..self.size).rev());
     }
 
+    #[inline]
     pub(crate) fn num_free(&self) -> u16 {
         // An id is needed per buffer too; with no free id nothing fits.
         if self.free_ids.is_empty() {
@@ -157,6 +158,7 @@ impl PackedRing {
         id
     }
 
+    #[inline]
     fn finish<T>(
         &mut self,
         common: &mut Common<T>,
@@ -169,6 +171,7 @@ impl PackedRing {
         Ok(Some(used))
     }
 
+    #[inline]
     pub(crate) fn pop_used<T>(
         &mut self,
         mem: &MemSlice<'_>,
@@ -205,7 +208,7 @@ impl PackedRing {
                 .order
                 .iter()
                 .take(usize::from(k))
-                .map(|&x| u32::from(common.slots[usize::from(x)].ring_slots))
+                .map(|x| u32::from(common.slots[usize::from(x)].ring_slots))
                 .sum()
         };
         // At most `size` descriptors are outstanding, so this fits a lap.
@@ -217,7 +220,7 @@ impl PackedRing {
         );
         if k > 1 {
             common.batch = Some((id, len));
-            let front = common.order.front().copied().unwrap_or(id);
+            let front = common.order.front().unwrap_or(id);
             return self.finish(common, front, None);
         }
         self.finish(common, id, Some(len))

@@ -286,6 +286,7 @@ impl SplitRing {
         self.published_idx = self.avail_idx;
     }
 
+    #[inline]
     fn free_chain(&mut self, head: u16, count: u16, in_order: bool) {
         if !in_order {
             let mut last = head;
@@ -303,6 +304,7 @@ impl SplitRing {
         self.num_free += count;
     }
 
+    #[inline]
     fn finish<T>(
         &mut self,
         common: &mut Common<T>,
@@ -314,6 +316,7 @@ impl SplitRing {
         Ok(Some(used))
     }
 
+    #[inline]
     pub(crate) fn pop_used<T>(
         &mut self,
         mem: &MemSlice<'_>,
@@ -366,7 +369,7 @@ impl SplitRing {
             self.last_used = self.last_used.wrapping_add(k);
             if k > 1 {
                 common.batch = Some((id, len));
-                let front = common.order.front().copied().unwrap_or(id);
+                let front = common.order.front().unwrap_or(id);
                 return self.finish(common, front, None);
             }
         } else {
