@@ -142,7 +142,9 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
     /// the device completed them. Returns how many. Frames received on any
     /// pair may go out on any pair. A frame whose checksum the device left
     /// to complete ([`RxChecksum::Partial`]) goes out with a `NEEDS_CSUM`
-    /// request with `VIRTIO_NET_F_CSUM`, completed by the driver without.
+    /// request with `VIRTIO_NET_F_CSUM`, completed by the driver without;
+    /// a frame left in `bufs` after its checksum was completed reports
+    /// [`RxChecksum::Valid`] from then on.
     pub fn send_bufs(&mut self, pair: u16, bufs: &mut Vec<NetBuf>) -> Result<usize, SendError> {
         self.txq(pair)?.reclaim()?;
         self.settle(pair);
@@ -159,7 +161,7 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
         };
         let mut sent = 0;
         let mut r = Ok(());
-        for b in bufs.iter() {
+        for b in bufs.iter_mut() {
             let Some(rq) = rx.get_mut(usize::from(b.pair)) else {
                 r = Err(BufError::NotHeld {
                     pair: b.pair,
@@ -189,6 +191,12 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
                     });
                     break;
                 }
+                // The checksum in the buffers is complete now. Should the
+                // frame stay with the caller (a full transmitq below), a
+                // later send must not complete it again: that would sum
+                // over the finished checksum and put the pseudo-header
+                // sum back.
+                b.info.csum = RxChecksum::Valid;
             }
             let h = tx_hdr(if offload { csum } else { None });
             if !store_hdr(&rq.buffer(b.head), 0, &h[..hdr_len]) {

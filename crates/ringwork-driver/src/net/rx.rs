@@ -433,7 +433,8 @@ impl<D: Dma> RxQueue<D> {
     /// Visits the bytes `[offset, offset + len)` of a held frame, buffer by
     /// buffer: `f(window, offset in the window, offset in the range,
     /// bytes)`, stopping at the first `false`. Returns whether the range
-    /// lies inside the frame and every visit succeeded. Call after
+    /// lies inside the frame (nothing is visited when it does not) and
+    /// every visit succeeded. Call after
     /// [`Self::check_held`].
     pub(crate) fn frame_chunks(
         &self,
@@ -445,6 +446,13 @@ impl<D: Dma> RxQueue<D> {
         let Some(end) = offset.checked_add(len) else {
             return false;
         };
+        // The range is checked against the whole frame before anything is
+        // visited, so a refused `write_buf` changes no byte.
+        let mut frame = 0usize;
+        self.segments(head, |_, _, bytes| frame += bytes as usize);
+        if end > frame.saturating_sub(self.layout.hdr_len) {
+            return false;
+        }
         let mut pos = 0usize;
         let mut ok = true;
         let mut first = true;

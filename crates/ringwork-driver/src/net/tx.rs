@@ -88,6 +88,10 @@ pub(crate) struct TxQueue<D: Dma> {
     /// Receive buffers (pair, first buffer) the device completed, for
     /// their receive queue to take back.
     returned: Vec<(u16, u16)>,
+    /// Frames queued from receive buffers and not taken back yet. They
+    /// hold no slot but do hold descriptors (one per buffer), so they
+    /// count for [`Self::in_flight`] and against [`Self::free_slots`].
+    in_place: u16,
     /// Segments of the frame being queued in place.
     segs: Vec<Segment>,
 }
@@ -114,6 +118,7 @@ impl<D: Dma> TxQueue<D> {
             hdr_len,
             free: IdFifo::with_ids(usize::from(size), 0..size),
             returned: Vec::with_capacity(usize::from(size)),
+            in_place: 0,
             segs: Vec::new(),
         })
     }
@@ -127,12 +132,13 @@ impl<D: Dma> TxQueue<D> {
 
     /// Frames queued and not yet completed by the device.
     pub(crate) fn in_flight(&self) -> u16 {
-        (usize::from(self.vq.size()) - self.free.len()) as u16
+        (usize::from(self.vq.size()) - self.free.len()) as u16 + self.in_place
     }
 
-    /// Free slots (frames that can be queued before a reclaim).
+    /// Frames that can be queued before a reclaim: a free slot and a free
+    /// descriptor each (frames sent in place take descriptors, no slot).
     pub(crate) fn free_slots(&self) -> usize {
-        self.free.len()
+        self.free.len().min(usize::from(self.vq.num_free()))
     }
 
     /// Takes back every transmit buffer the device completed.
@@ -146,7 +152,10 @@ impl<D: Dma> TxQueue<D> {
                         TxToken::Slot(s) => {
                             self.free.push_back(s);
                         }
-                        TxToken::Rx { pair, head } => self.returned.push((pair, head)),
+                        TxToken::Rx { pair, head } => {
+                            self.in_place = self.in_place.saturating_sub(1);
+                            self.returned.push((pair, head));
+                        }
                     }
                     n += 1;
                 }
@@ -170,7 +179,10 @@ impl<D: Dma> TxQueue<D> {
         if self.vq.is_broken() {
             return Err(self.err(UsedError::Broken));
         }
-        if self.free.is_empty() {
+        // Frames sent in place hold descriptors without holding a slot,
+        // so a free slot does not mean a free descriptor: take
+        // completions back when either is short.
+        if self.free.is_empty() || self.vq.num_free() == 0 {
             self.reclaim()?;
         }
         let len = self.hdr_len + frame.len();
@@ -237,6 +249,9 @@ impl<D: Dma> TxQueue<D> {
             .add_deferred(&v, &[], TxToken::Rx { pair, head })
             .map(|_| ())
             .map_err(|r| self.add_err(r.error));
+        if r.is_ok() {
+            self.in_place += 1;
+        }
         self.segs = v;
         r
     }
@@ -256,6 +271,7 @@ impl<D: Dma> TxQueue<D> {
     pub(crate) fn reset(&mut self) {
         self.vq.reset();
         self.returned.clear();
+        self.in_place = 0;
         self.vq.disable_callbacks();
         self.free = IdFifo::with_ids(usize::from(self.vq.size()), 0..self.vq.size());
     }

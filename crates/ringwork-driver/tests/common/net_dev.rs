@@ -154,6 +154,9 @@ pub struct NetDev<'m> {
     pub hold_tx: bool,
     /// Transmit chains held.
     pub held_tx: Vec<DescChain>,
+    /// Every receive buffer filled by [`Self::deliver`], in order: its
+    /// first segment's address and the used length.
+    pub rx_used: Vec<(u64, u32)>,
     /// Configuration writes (the driver must make none).
     pub config_writes: Vec<(usize, Vec<u8>)>,
     queues: Queues,
@@ -189,6 +192,7 @@ impl<'m> NetDev<'m> {
             ctrl_used_len: None,
             hold_tx: false,
             held_tx: Vec::new(),
+            rx_used: Vec::new(),
             config_writes: Vec::new(),
             queues: Queues::default(),
             rx: Vec::new(),
@@ -286,6 +290,8 @@ impl<'m> NetDev<'m> {
                 (0, Some(l)) => l,
                 _ => w.bytes_written(),
             };
+            let addr = c.segments().first().map_or(0, |s| s.addr);
+            self.rx_used.push((addr, len));
             self.queues.used(self.mem, qi, c.token(), len);
         }
         Some(count)
@@ -302,6 +308,20 @@ impl<'m> NetDev<'m> {
     /// The used id of the first held transmit chain.
     pub fn held_tx_id(&self) -> Option<u16> {
         self.held_tx.first().map(|c| c.token().id())
+    }
+
+    /// Completes the transmit chains of `pair` held with
+    /// [`Self::hold_tx`] (recorded in [`Self::sent`] like any other), in
+    /// order; returns how many.
+    pub fn complete_held(&mut self, pair: u16) -> usize {
+        let held = std::mem::take(&mut self.held_tx);
+        let n = held.len();
+        let hold = std::mem::replace(&mut self.hold_tx, false);
+        for c in held {
+            self.transmit(pair, c);
+        }
+        self.hold_tx = hold;
+        n
     }
 
     fn transmit(&mut self, pair: u16, c: DescChain) {
