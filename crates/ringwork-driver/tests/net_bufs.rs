@@ -235,12 +235,12 @@ fn without_spares_held_frames_leave_holes() {
         }
         let mut v = recv_all(&mut d, 0);
         assert_eq!(d.send_bufs(0, &mut v).unwrap(), 3);
-        assert!(recv_all(&mut d, 0).is_empty());
         assert_eq!(d.rx_available(0), 29, "completed, not taken back yet");
         assert_eq!(d.reclaim(0).unwrap(), 3);
+        assert_eq!(d.rx_available(0), 29, "made available at the next receive");
         assert!(recv_all(&mut d, 0).is_empty());
         assert_eq!(d.rx_available(0), 32);
-        // ... or by the next send.
+        // ... or by the next send ...
         for i in 0..4 {
             deliver(&b, 0, &frame(DST, 80, i));
         }
@@ -249,8 +249,17 @@ fn without_spares_held_frames_leave_holes() {
         assert_eq!(d.send_bufs(0, &mut Vec::new()).unwrap(), 0);
         assert!(recv_all(&mut d, 0).is_empty());
         assert_eq!(d.rx_available(0), 32);
+        // ... or by a receive call that finds the ring short of buffers.
+        for i in 0..2 {
+            deliver(&b, 0, &frame(DST, 90, i));
+        }
+        let mut v = recv_all(&mut d, 0);
+        assert_eq!(d.send_bufs(0, &mut v).unwrap(), 2);
+        assert_eq!(d.rx_available(0), 30);
+        assert!(recv_all(&mut d, 0).is_empty());
+        assert_eq!(d.rx_available(0), 32);
         with_dev(&b, |dev| {
-            assert_eq!((dev.rx_held(0), dev.sent.len()), (32, 7))
+            assert_eq!((dev.rx_held(0), dev.sent.len()), (32, 9))
         });
     }
 }
@@ -458,6 +467,13 @@ fn misuse_is_refused_with_errors() {
         assert!(not_held(&bdrv.read_buf(&v[0], 0, &mut two).unwrap_err()));
         assert!(not_held(&bdrv.write_buf(&v[0], 0, &two).unwrap_err()));
         with_dev(&bb, |dev| assert!(dev.sent.is_empty()));
+        // ... and B holding a frame in the same buffer does not make A's
+        // handle B's (each driver stamps its own handles).
+        deliver(&bb, 0, &frame(DST, 60, 9));
+        let mut vb = recv_all(&mut bdrv, 0);
+        assert_eq!(vb.len(), 1);
+        assert!(matches!(bdrv.send_bufs(0, &mut v), Err(SendError::Buf(ref e)) if not_held(e)));
+        assert_eq!(bdrv.send_bufs(0, &mut vb).unwrap(), 1);
         // A's own driver sends it fine.
         assert_eq!(a.send_bufs(0, &mut v).unwrap(), 1);
         with_dev(&ba, |dev| assert_eq!(dev.sent[0].frame, f));
@@ -507,7 +523,7 @@ fn misuse_is_refused_with_errors() {
         deliver(&bb, 0, &f);
         let mut own = recv_all(&mut bdrv, 0);
         assert_eq!(bdrv.send_bufs(0, &mut own).unwrap(), 1);
-        with_dev(&bb, |dev| assert_eq!(dev.sent[0].frame, f));
+        with_dev(&bb, |dev| assert_eq!(dev.sent[1].frame, f));
 
         // Lengths (a hostile device may deliver them): too short, too
         // long for the MTU; the frames before a refused one go out.

@@ -18,6 +18,7 @@
 //! frame it forwards. Nothing here panics.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use ringwork_queue::{Dma, Segment};
 use ringwork_spec::net::VIRTIO_NET_F_CSUM;
@@ -35,14 +36,32 @@ use super::{NetDriver, NetState};
 /// the driver is reset.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NetBuf {
+    owner: u32,
     pair: u16,
     head: u16,
     info: RxInfo,
 }
 
+/// Identities of drivers, so that one driver refuses another's [`NetBuf`].
+static NEXT_OWNER: AtomicU32 = AtomicU32::new(1);
+
+/// A new driver identity.
+pub(crate) fn new_owner() -> u32 {
+    NEXT_OWNER.fetch_add(1, Ordering::Relaxed)
+}
+
 impl NetBuf {
-    pub(crate) fn new(pair: u16, head: u16, info: RxInfo) -> Self {
-        Self { pair, head, info }
+    pub(crate) fn new(owner: u32, pair: u16, head: u16, info: RxInfo) -> Self {
+        Self {
+            owner,
+            pair,
+            head,
+            info,
+        }
+    }
+
+    pub(crate) fn owner(&self) -> u32 {
+        self.owner
     }
 
     /// The queue pair it was received on.
@@ -111,8 +130,8 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
         let Self {
             transport, state, ..
         } = self;
-        let q = state
-            .rx
+        let NetState { rx, tx, .. } = &mut **state;
+        let q = rx
             .get_mut(usize::from(pair))
             .ok_or(RecvError::NoSuchPair { pair, pairs })?;
         let mut n = 0;
@@ -130,7 +149,23 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
                 }
             }
         }
-        let k = q.kick(transport);
+        // Sent buffers come back when transmit completions are taken; a
+        // caller that only receives would otherwise see the ring run dry.
+        // (A transmitq the device broke is reported by the next send.)
+        if q.starved() {
+            for t in tx.iter_mut() {
+                let _ = t.reclaim();
+                for (p, head) in t.take_returned() {
+                    if let Some(q) = rx.get_mut(usize::from(p)) {
+                        q.release(head);
+                    }
+                }
+            }
+        }
+        let k = match rx.get_mut(usize::from(pair)) {
+            Some(q) => q.kick(transport),
+            None => Ok(()),
+        };
         r?;
         k.map(|()| n)
     }

@@ -365,6 +365,7 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
             (hdr_len + max_frame.max(MAX_PACKET_LEN)) as u32
         };
         let mq = has(VIRTIO_NET_F_MQ);
+        let owner = bufs::new_owner();
         let pairs = if mq {
             opts.queue_pairs.min(config.max_virtqueue_pairs)
         } else {
@@ -388,7 +389,7 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
                 guest_csum: has(VIRTIO_NET_F_GUEST_CSUM),
             };
             let spare = opts.rx_spare_buffers.unwrap_or(size);
-            let mut rq = RxQueue::new(p, vq, dma.clone(), layout, spare)?;
+            let mut rq = RxQueue::new(p, vq, dma.clone(), layout, spare, owner)?;
             // §5.1.5 step 3: populated before DRIVER_OK.
             rq.fill().map_err(|_| SetupError::BadConfig {
                 field: "queue_size",

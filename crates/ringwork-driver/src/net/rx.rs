@@ -71,6 +71,8 @@ pub(crate) struct RxQueue<D: Dma> {
     free: IdFifo,
     /// Per buffer: who holds it.
     holder: Vec<Holder>,
+    /// The driver's identity, in every [`NetBuf`] handed out.
+    owner: u32,
     /// Per buffer of a frame held in place: the frame's next buffer
     /// ([`NO_LINK`]: the last) and the frame bytes in this one.
     link: Vec<(u16, u32)>,
@@ -98,6 +100,7 @@ impl<D: Dma> RxQueue<D> {
         dma: D,
         layout: RxLayout,
         spare: u16,
+        owner: u32,
     ) -> Result<Self, SetupError> {
         let vq_size = vq.size();
         let count = (usize::from(vq_size) + usize::from(spare)).min(usize::from(NO_LINK));
@@ -108,6 +111,7 @@ impl<D: Dma> RxQueue<D> {
             bufs,
             layout,
             free: IdFifo::new(count),
+            owner,
             holder: alloc::vec![Holder::Free; count],
             link: alloc::vec![(NO_LINK, 0); count],
             parts: Vec::with_capacity(usize::from(vq_size)),
@@ -155,6 +159,12 @@ impl<D: Dma> RxQueue<D> {
         }
         self.vq.publish();
         Ok(())
+    }
+
+    /// Whether the ring has room and no free buffer to fill it with
+    /// (frames held by the caller or in flight on a transmitq).
+    pub(crate) fn starved(&self) -> bool {
+        self.free.is_empty() && self.vq.num_free() > 0
     }
 
     /// Makes free buffers available while the ring has room (published
@@ -384,7 +394,7 @@ impl<D: Dma> RxQueue<D> {
         }
         self.parts.clear();
         self.expected = 0;
-        NetBuf::new(self.pair, next, info)
+        NetBuf::new(self.owner, self.pair, next, info)
     }
 
     /// Checks that the caller holds `buf`'s frame (every buffer of it).
@@ -393,6 +403,9 @@ impl<D: Dma> RxQueue<D> {
             pair: self.pair,
             id: buf.head(),
         };
+        if buf.owner() != self.owner {
+            return Err(not_held);
+        }
         let mut slot = buf.head();
         // Bounded: a frame has at most one link per buffer.
         for _ in 0..self.holder.len() {
