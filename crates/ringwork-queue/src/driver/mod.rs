@@ -189,7 +189,7 @@ impl<T> Common<T> {
 
     /// Takes buffer `id`'s token back; validates `len` (`None`: whole
     /// capacity). Returns the token, len and ring slots to free.
-    #[inline]
+    #[inline(always)]
     fn complete(&mut self, id: u16, len: Option<u32>) -> Result<(Used<T>, u16), UsedError> {
         let Some(slot) = self.slots.get_mut(usize::from(id)) else {
             return Err(UsedError::BadId { id: u32::from(id) });
@@ -394,6 +394,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
     /// packed ring the buffer is visible at once, as with [`Self::add`].
     /// A caller that adds deferred buffers must publish or kick before it
     /// waits for them.
+    #[inline]
     pub fn add_deferred(
         &mut self,
         out: &[Segment],
@@ -439,7 +440,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
 
     /// [`Self::add_inner`] for one segment that goes direct: the same
     /// checks and records, without the scatter-gather walk.
-    #[inline]
+    #[inline(always)]
     fn add_one(
         &mut self,
         out: &[Segment],

@@ -141,7 +141,7 @@ impl PackedRing {
 
     /// [`Self::add`] for a buffer of one direct descriptor (`flags` 0 or
     /// WRITE).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn add_one(&mut self, mem: &MemSlice<'_>, seg: &Segment, flags: u16) -> u16 {
         // `num_free()` reported 0 without a free id, so the caller checked.
         let id = self.free_ids.pop().unwrap_or_default();
@@ -158,7 +158,7 @@ impl PackedRing {
         id
     }
 
-    #[inline]
+    #[inline(always)]
     fn finish<T>(
         &mut self,
         common: &mut Common<T>,

@@ -234,7 +234,7 @@ impl SplitRing {
 
     /// [`Self::add`] for a buffer of one direct descriptor (`flags` 0 or
     /// WRITE): the same writes, without the chain and table walk.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn add_one(
         &mut self,
         mem: &MemSlice<'_>,
@@ -304,7 +304,7 @@ impl SplitRing {
         self.num_free += count;
     }
 
-    #[inline]
+    #[inline(always)]
     fn finish<T>(
         &mut self,
         common: &mut Common<T>,
