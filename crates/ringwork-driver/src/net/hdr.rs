@@ -94,6 +94,7 @@ pub(crate) fn tx_hdr(csum: Option<TxChecksum>) -> [u8; MAX_HDR] {
 
 /// Stores a `hdr_len`-byte header at `off` of `mem` (two volatile stores
 /// for the usual 12 bytes). `false` if it does not fit.
+#[inline]
 pub(crate) fn store_hdr(mem: &MemSlice<'_>, off: usize, hdr: &[u8]) -> bool {
     if let (Some(a), Some(b)) = (hdr.get(..8), hdr.get(8..12)) {
         if hdr.len() == 12 {
@@ -108,18 +109,27 @@ pub(crate) fn store_hdr(mem: &MemSlice<'_>, off: usize, hdr: &[u8]) -> bool {
     mem.write_bytes(off, hdr).is_ok()
 }
 
-/// Loads a `hdr.len()`-byte header from `off` of `mem` into `hdr` (two
-/// volatile loads for the usual 12 bytes). `false` if it does not fit.
-pub(crate) fn load_hdr(mem: &MemSlice<'_>, off: usize, hdr: &mut [u8]) -> bool {
-    if hdr.len() == 12 {
-        if let (Ok(lo), Ok(hi)) = (mem.read_u64(off), mem.read_u32(off + 8)) {
-            hdr[..8].copy_from_slice(&lo.to_le_bytes());
-            hdr[8..].copy_from_slice(&hi.to_le_bytes());
-            return true;
-        }
-        return false;
+/// Reads and parses the `hdr_len`-byte received header at `off` of `mem`
+/// (two volatile loads for the usual 12 bytes); `None` if it does not fit.
+#[inline]
+pub(crate) fn load_rx(mem: &MemSlice<'_>, off: usize, hdr_len: usize) -> Option<RxHdr> {
+    if hdr_len == 12 {
+        // Little-endian fields: flags, gso_type, hdr_len, gso_size,
+        // csum_start in the first 8 bytes; csum_offset, num_buffers after.
+        let lo = mem.read_u64(off).ok()?;
+        let hi = mem.read_u32(off + 8).ok()?;
+        return Some(RxHdr {
+            flags: lo as u8,
+            gso_type: (lo >> 8) as u8,
+            csum_start: (lo >> 48) as u16,
+            csum_offset: hi as u16,
+            num_buffers: (hi >> 16) as u16,
+        });
     }
-    mem.read_bytes(off, hdr).is_ok()
+    let mut raw = [0u8; MAX_HDR];
+    let raw = raw.get_mut(..hdr_len)?;
+    mem.read_bytes(off, raw).ok()?;
+    Some(parse_rx(raw))
 }
 
 /// A received header, raw.
@@ -196,6 +206,26 @@ mod tests {
             offset: 16,
         }));
         assert_eq!(h, [1, 0, 0, 0, 0, 0, 34, 0, 16, 0, 0, 0]);
+    }
+
+    #[test]
+    fn rx_header_loads_like_it_parses() {
+        use ringwork_queue::test_utils::TestMemory;
+        use ringwork_queue::Dma;
+        let bytes = [1u8, 4, 0x11, 0x22, 0x33, 0x44, 10, 1, 6, 2, 3, 4];
+        let tm = TestMemory::new(0x1000, 0x1000);
+        let buf = tm.alloc(64, 8).unwrap();
+        let mem = buf.slice();
+        mem.write_bytes(16, &bytes).unwrap();
+        let h = load_rx(&mem, 16, 12).unwrap();
+        assert_eq!(h, parse_rx(&bytes));
+        assert_eq!(
+            (h.csum_start, h.csum_offset, h.num_buffers),
+            (266, 518, 1027)
+        );
+        assert_eq!(load_rx(&mem, 16, 10).unwrap(), parse_rx(&bytes[..10]));
+        assert_eq!(load_rx(&mem, 60, 12), None);
+        tm.dealloc(buf);
     }
 
     #[test]

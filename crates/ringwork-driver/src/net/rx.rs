@@ -31,7 +31,7 @@ use ringwork_transport::driver::Transport;
 
 use super::bufs::{BufError, NetBuf};
 use super::error::RecvError;
-use super::hdr::{load_hdr, parse_rx, RxHdr, RxInfo, MAX_HDR};
+use super::hdr::{load_rx, parse_rx, RxHdr, RxInfo};
 use crate::common::{kick, pop_or_arm, DmaRegion, SetupError};
 
 /// How a receive queue lays out its buffers.
@@ -261,12 +261,11 @@ impl<D: Dma> RxQueue<D> {
                 hdr: hdr_len,
             }));
         }
-        let mut raw = [0u8; MAX_HDR];
         let off = usize::from(slot) * self.layout.buf_len as usize;
-        if !load_hdr(&self.bufs.slice(), off, &mut raw[..hdr_len]) {
+        let Some(hdr) = load_rx(&self.bufs.slice(), off, hdr_len) else {
             return Err(self.fail(self.queue_err(UsedError::Broken)));
-        }
-        self.hdr = parse_rx(&raw[..hdr_len]);
+        };
+        self.hdr = hdr;
         self.parts.push((slot, len));
         self.expected = if self.layout.mergeable {
             // The device cannot have used more buffers than it held.
