@@ -394,7 +394,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
     /// packed ring the buffer is visible at once, as with [`Self::add`].
     /// A caller that adds deferred buffers must publish or kick before it
     /// waits for them.
-    #[inline]
+    #[inline(always)]
     pub fn add_deferred(
         &mut self,
         out: &[Segment],
@@ -412,7 +412,9 @@ impl<D: Dma, T> DriverQueue<D, T> {
         }
     }
 
-    #[inline]
+    /// One direct segment (the data path's usual buffer) is added inline in
+    /// the caller; everything else goes through [`Self::add_chain`].
+    #[inline(always)]
     fn add_inner(
         &mut self,
         out: &[Segment],
@@ -423,6 +425,17 @@ impl<D: Dma, T> DriverQueue<D, T> {
         if out.len() + inp.len() == 1 && !self.common.indirect_single {
             return self.add_one(out, inp, token, publish);
         }
+        self.add_chain(out, inp, token, publish)
+    }
+
+    #[inline(never)]
+    fn add_chain(
+        &mut self,
+        out: &[Segment],
+        inp: &[Segment],
+        token: T,
+        publish: bool,
+    ) -> Result<u16, Rejected<T>> {
         match self.try_add(out, inp) {
             Ok(prep) => {
                 let mem = window(&self.ring_mem);
