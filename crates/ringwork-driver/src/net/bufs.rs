@@ -242,7 +242,7 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
                 .into());
                 break;
             }
-            let q = txq.enqueue_in_place(b.pair, b.head, |v| {
+            let q = txq.enqueue_in_place(b.pair, b.head, rq.single_segment(b.head), |v| {
                 rq.segments(b.head, |_, addr, len| v.push(Segment::new(addr, len)));
             });
             match q {
@@ -335,6 +335,7 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
 
 /// §5.1.4.2: a frame no longer than `mtu` plus its Ethernet header (18
 /// bytes with an 802.1Q tag), and at least an Ethernet header.
+#[inline]
 fn check_len<D: Dma>(rq: &super::rx::RxQueue<D>, b: &NetBuf, mtu: u16) -> Result<(), SendError> {
     let len = b.info.len;
     if len < ETH_HLEN {

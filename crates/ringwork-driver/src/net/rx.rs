@@ -442,6 +442,22 @@ impl<D: Dma> RxQueue<D> {
         }
     }
 
+    /// The one buffer of a held frame (header and frame), or `None` when
+    /// it spans several. Call after [`Self::check_held`].
+    #[inline]
+    pub(crate) fn single_segment(&self, head: u16) -> Option<Segment> {
+        match self.link.get(usize::from(head)) {
+            Some(&(NO_LINK, bytes)) => {
+                let buf_len = self.layout.buf_len as usize;
+                Some(Segment::new(
+                    self.bufs.addr(usize::from(head) * buf_len),
+                    bytes + self.layout.hdr_len as u32,
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// Visits the bytes `[offset, offset + len)` of a held frame, buffer by
     /// buffer: `f(window, offset in the window, offset in the range,
     /// bytes)`, stopping at the first `false`. Returns whether the range

@@ -233,27 +233,36 @@ impl<D: Dma> TxQueue<D> {
     }
 
     /// Queues a frame held in receive buffers of `pair` (no notification):
-    /// `segs` fills in each buffer's device address and bytes, the first
-    /// counting the header already written in front of the frame.
+    /// `one` is its buffer when it has only one, otherwise `segs` fills in
+    /// each buffer's device address and bytes; the first counts the header
+    /// already written in front of the frame.
+    #[inline]
     pub(crate) fn enqueue_in_place(
         &mut self,
         pair: u16,
         head: u16,
+        one: Option<Segment>,
         segs: impl FnOnce(&mut Vec<Segment>),
     ) -> Result<(), SendError> {
-        let mut v = core::mem::take(&mut self.segs);
-        v.clear();
-        segs(&mut v);
-        let r = self
-            .vq
-            .add_deferred(&v, &[], TxToken::Rx { pair, head })
-            .map(|_| ())
-            .map_err(|r| self.add_err(r.error));
-        if r.is_ok() {
-            self.in_place += 1;
+        let token = TxToken::Rx { pair, head };
+        let r = match one {
+            Some(seg) => self.vq.add_deferred(&[seg], &[], token),
+            None => {
+                let mut v = core::mem::take(&mut self.segs);
+                v.clear();
+                segs(&mut v);
+                let r = self.vq.add_deferred(&v, &[], token);
+                self.segs = v;
+                r
+            }
+        };
+        match r {
+            Ok(_) => {
+                self.in_place += 1;
+                Ok(())
+            }
+            Err(r) => Err(self.add_err(r.error)),
         }
-        self.segs = v;
-        r
     }
 
     /// Receive buffers (pair, first buffer) completed since the last call.
