@@ -691,3 +691,65 @@ fn in_order_batch_keeps_partial_lengths() {
         assert!(!d.is_broken());
     }
 }
+
+/// `pop_used_burst` hands buffers over in `pop_used`'s order, stops at
+/// `max` and when nothing is left, and on a bad entry keeps what it
+/// handed over, reports the error and leaves the queue broken.
+#[test]
+fn burst_pop_matches_pop_used_and_stops_at_bad_entries() {
+    for format in FORMATS {
+        for in_order in [false, true] {
+            let m = mem();
+            let f = features(in_order);
+            let mut d = driver(&m, format, 8, f);
+            let mut dev = DeviceQueue::new(format, 8, d.addresses(), f).unwrap();
+            let ids: Vec<u16> = (0..5).map(|t| add(&mut d, &[], &[64], t)).collect();
+            let batch: Vec<_> = (0..5)
+                .map(|k| (dev.pop(&m).unwrap().unwrap().token(), 10 + k))
+                .collect();
+            dev.add_used_batch(&m, &batch).unwrap();
+            let mut got = Vec::new();
+            assert_eq!(d.pop_used_burst(3, |u| got.push(u)), Ok(3));
+            assert_eq!(d.pop_used_burst(8, |u| got.push(u)), Ok(2));
+            assert_eq!(d.pop_used_burst(8, |u| got.push(u)), Ok(0));
+            let want: Vec<_> = (0..5u32)
+                .map(|t| Used {
+                    token: t,
+                    len: 10 + t,
+                    id: ids[t as usize],
+                })
+                .collect();
+            assert_eq!(got, want, "{format} in_order {in_order}");
+
+            // One good completion, then a used entry naming an id not
+            // outstanding: the good one is handed over, then the error.
+            let id = add(&mut d, &[], &[64], 7);
+            let other = add(&mut d, &[], &[64], 8);
+            let bad = (0..8u16).find(|&x| x != id && x != other).unwrap();
+            let c = dev.pop(&m).unwrap().unwrap();
+            dev.add_used(&m, c.token(), 1).unwrap();
+            match format {
+                RingFormat::Split => {
+                    split_used_entry(&m, &d, 6, u32::from(bad), 0);
+                    split_used_idx(&m, &d, 7);
+                }
+                RingFormat::Packed => packed_used(&m, &d, 6, bad, 0, false),
+            }
+            let mut got = Vec::new();
+            assert_eq!(
+                d.pop_used_burst(8, |u| got.push(u)),
+                Err(UsedError::BadId { id: u32::from(bad) })
+            );
+            assert_eq!(
+                got,
+                [Used {
+                    token: 7,
+                    len: 1,
+                    id
+                }]
+            );
+            assert!(d.is_broken());
+            assert_eq!(d.pop_used_burst(8, |_| ()), Err(UsedError::Broken));
+        }
+    }
+}

@@ -143,27 +143,25 @@ impl<D: Dma> TxQueue<D> {
 
     /// Takes back every transmit buffer the device completed.
     pub(crate) fn reclaim(&mut self) -> Result<usize, SendError> {
-        let mut n = 0;
+        let Self {
+            vq,
+            free,
+            in_place,
+            returned,
+            ..
+        } = self;
         // Bounded: at most `size` buffers are outstanding.
-        for _ in 0..=self.vq.size() {
-            match self.vq.pop_used() {
-                Ok(Some(u)) => {
-                    match u.token {
-                        TxToken::Slot(s) => {
-                            self.free.push_back(s);
-                        }
-                        TxToken::Rx { pair, head } => {
-                            self.in_place = self.in_place.saturating_sub(1);
-                            self.returned.push((pair, head));
-                        }
-                    }
-                    n += 1;
-                }
-                Ok(None) => break,
-                Err(e) => return Err(self.err(e)),
+        let max = usize::from(vq.size());
+        vq.pop_used_burst(max, |u| match u.token {
+            TxToken::Slot(s) => {
+                free.push_back(s);
             }
-        }
-        Ok(n)
+            TxToken::Rx { pair, head } => {
+                *in_place = in_place.saturating_sub(1);
+                returned.push((pair, head));
+            }
+        })
+        .map_err(|e| self.err(e))
     }
 
     /// Copies a checked frame into a free slot and makes it available (no

@@ -593,6 +593,40 @@ impl<D: Dma, T> DriverQueue<D, T> {
         r
     }
 
+    /// Takes up to `max` used buffers, handing each to `f` in the order
+    /// [`Self::pop_used`] would return them; returns how many. The same
+    /// checks as `pop_used`, with the per-call work done once per burst.
+    /// On an error the buffers handed over before it stay handed over.
+    pub fn pop_used_burst(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(Used<T>),
+    ) -> Result<usize, UsedError> {
+        if self.common.broken {
+            return Err(UsedError::Broken);
+        }
+        let mem = window(&self.ring_mem);
+        let mut n = 0;
+        while n < max {
+            let r = match &mut self.ring {
+                Ring::Split(r) => r.pop_used(&mem, &mut self.common),
+                Ring::Packed(r) => r.pop_used(&mem, &mut self.common),
+            };
+            match r {
+                Ok(Some(u)) => {
+                    f(u);
+                    n += 1;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.common.broken = true;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Whether used buffers are waiting.
     pub fn has_used(&self) -> bool {
         if self.common.batch.is_some() {
