@@ -391,7 +391,8 @@ unsafe fn unit<T: Copy>(shared: *mut u8, private: *mut u8, to_shared: bool) {
 /// Volatile copy between shared memory and a private buffer (`to_shared`
 /// says which way) in naturally aligned units on the shared side: up to
 /// one byte, one `u16` and one `u32` to reach an 8-byte boundary, then
-/// `u64` words, then one `u32`, `u16` and byte at most. Each unit is
+/// `u64` words (on x86_64: one to reach a 16-byte boundary, then 16-byte
+/// SSE2 units), then one `u32`, `u16` and byte at most. Each unit is
 /// accessed once; the peer may change memory meanwhile, which only changes
 /// the bytes we get (or it overwrites ours).
 ///
@@ -420,6 +421,19 @@ unsafe fn volatile_copy(shared: *mut u8, private: *mut u8, len: usize, to_shared
             i += 4;
         }
         if (base + i) & 7 == 0 {
+            // x86_64 always has SSE2: 16-byte units once 16-aligned.
+            #[cfg(target_arch = "x86_64")]
+            {
+                use core::arch::x86_64::__m128i;
+                if (base + i) & 15 != 0 && i + 8 <= len {
+                    unit::<u64>(s(i), p(i), to_shared);
+                    i += 8;
+                }
+                while i + 16 <= len {
+                    unit::<__m128i>(s(i), p(i), to_shared);
+                    i += 16;
+                }
+            }
             while i + 8 <= len {
                 unit::<u64>(s(i), p(i), to_shared);
                 i += 8;
