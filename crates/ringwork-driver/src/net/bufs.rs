@@ -205,10 +205,14 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
                 .into());
                 break;
             };
-            if let Err(e) = rq.check_held(b) {
-                r = Err(e.into());
-                break;
-            }
+            // Held (and, for the usual one-buffer frame, its segment).
+            let one = match rq.held_single(b) {
+                Ok(one) => one,
+                Err(e) => {
+                    r = Err(e.into());
+                    break;
+                }
+            };
             if let Err(e) = check_len(rq, b, mtu) {
                 r = Err(e);
                 break;
@@ -242,7 +246,7 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
                 .into());
                 break;
             }
-            let q = txq.enqueue_in_place(b.pair, b.head, rq.single_segment(b.head), |v| {
+            let q = txq.enqueue_in_place(b.pair, b.head, one, |v| {
                 rq.segments(b.head, |_, addr, len| v.push(Segment::new(addr, len)));
             });
             match q {

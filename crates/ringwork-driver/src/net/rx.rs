@@ -442,19 +442,22 @@ impl<D: Dma> RxQueue<D> {
         }
     }
 
-    /// The one buffer of a held frame (header and frame), or `None` when
-    /// it spans several. Call after [`Self::check_held`].
+    /// Checks that the caller holds `buf`'s frame ([`Self::check_held`])
+    /// and returns its one buffer (header and frame) as a segment, or
+    /// `None` when it spans several.
     #[inline]
-    pub(crate) fn single_segment(&self, head: u16) -> Option<Segment> {
-        match self.link.get(usize::from(head)) {
-            Some(&(NO_LINK, bytes)) => {
+    pub(crate) fn held_single(&self, buf: &NetBuf) -> Result<Option<Segment>, BufError> {
+        let head = buf.head();
+        let s = usize::from(head);
+        match (self.holder.get(s), self.link.get(s)) {
+            (Some(Holder::Caller), Some(&(NO_LINK, bytes))) if buf.owner() == self.owner => {
                 let buf_len = self.layout.buf_len as usize;
-                Some(Segment::new(
-                    self.bufs.addr(usize::from(head) * buf_len),
+                Ok(Some(Segment::new(
+                    self.bufs.addr(s * buf_len),
                     bytes + self.layout.hdr_len as u32,
-                ))
+                )))
             }
-            _ => None,
+            _ => self.check_held(buf).map(|()| None),
         }
     }
 
