@@ -25,7 +25,7 @@ use ringwork_spec::net::VIRTIO_NET_F_CSUM;
 use ringwork_transport::driver::Transport;
 
 use super::error::{RecvError, SendError};
-use super::hdr::{complete_checksum, store_hdr, tx_hdr, RxChecksum, RxInfo, TxChecksum};
+use super::hdr::{complete_checksum, store_tx_hdr, RxChecksum, RxInfo, TxChecksum};
 use super::tx::{ETH_HLEN, VLAN_HLEN};
 use super::{NetDriver, NetState};
 
@@ -237,8 +237,8 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
                 // sum back.
                 b.info.csum = RxChecksum::Valid;
             }
-            let h = tx_hdr(if offload { csum } else { None });
-            if !store_hdr(&rq.buffer(b.head), 0, &h[..hdr_len]) {
+            let csum = if offload { csum } else { None };
+            if !store_tx_hdr(&rq.buffer(b.head), 0, hdr_len, csum) {
                 r = Err(BufError::NotHeld {
                     pair: b.pair,
                     id: b.head,

@@ -79,8 +79,8 @@ pub struct RxInfo {
 /// The transmit header, 12 bytes (a 10-byte legacy header is the first
 /// 10): `flags` NEEDS_CSUM and the offsets when `csum` is given (only done
 /// with `VIRTIO_NET_F_CSUM`), everything else zero — `gso_type` NONE and
-/// `num_buffers` 0 (§5.1.9.2.1).
-#[inline]
+/// `num_buffers` 0 (§5.1.9.2.1). The layout [`store_tx_hdr`] stores.
+#[cfg(test)]
 pub(crate) fn tx_hdr(csum: Option<TxChecksum>) -> [u8; MAX_HDR] {
     let mut h = [0u8; MAX_HDR];
     if let Some(c) = csum {
@@ -92,21 +92,35 @@ pub(crate) fn tx_hdr(csum: Option<TxChecksum>) -> [u8; MAX_HDR] {
     h
 }
 
-/// Stores a `hdr_len`-byte header at `off` of `mem` (two volatile stores
-/// for the usual 12 bytes). `false` if it does not fit.
+/// Stores the transmit header ([`tx_hdr`]) for `csum` at `off` of `mem`,
+/// `hdr_len` (12, or 10 on a legacy interface) bytes, as whole
+/// little-endian words (no byte array in between: bytes stored one by one
+/// and loaded back as a word stall the load). `false` if it does not fit.
 #[inline]
-pub(crate) fn store_hdr(mem: &MemSlice<'_>, off: usize, hdr: &[u8]) -> bool {
-    if let (Some(a), Some(b)) = (hdr.get(..8), hdr.get(8..12)) {
-        if hdr.len() == 12 {
-            let (mut lo, mut hi) = ([0u8; 8], [0u8; 4]);
-            lo.copy_from_slice(a);
-            hi.copy_from_slice(b);
-            return off.checked_add(12).is_some_and(|end| end <= mem.len())
-                && mem.write_u64(off, u64::from_le_bytes(lo)).is_ok()
-                && mem.write_u32(off + 8, u32::from_le_bytes(hi)).is_ok();
+pub(crate) fn store_tx_hdr(
+    mem: &MemSlice<'_>,
+    off: usize,
+    hdr_len: usize,
+    csum: Option<TxChecksum>,
+) -> bool {
+    // flags, gso_type, hdr_len, gso_size, csum_start | csum_offset,
+    // num_buffers: all zero but the checksum request.
+    let (lo, hi) = match csum {
+        Some(c) => (
+            u64::from(VIRTIO_NET_HDR_F_NEEDS_CSUM)
+                | u64::from(VIRTIO_NET_HDR_GSO_NONE) << 8
+                | u64::from(c.start) << 48,
+            u32::from(c.offset),
+        ),
+        None => (0, 0),
+    };
+    let fits = off.checked_add(hdr_len).is_some_and(|end| end <= mem.len());
+    fits && mem.write_u64(off, lo).is_ok()
+        && match hdr_len {
+            12 => mem.write_u32(off + 8, hi).is_ok(),
+            10 => mem.write_u16(off + 8, hi as u16).is_ok(),
+            _ => false,
         }
-    }
-    mem.write_bytes(off, hdr).is_ok()
 }
 
 /// Reads and parses the `hdr_len`-byte received header at `off` of `mem`
@@ -206,6 +220,34 @@ mod tests {
             offset: 16,
         }));
         assert_eq!(h, [1, 0, 0, 0, 0, 0, 34, 0, 16, 0, 0, 0]);
+    }
+
+    #[test]
+    fn tx_header_stores_like_it_lays_out() {
+        use ringwork_queue::test_utils::TestMemory;
+        use ringwork_queue::Dma;
+        let tm = TestMemory::new(0x1000, 0x1000);
+        let buf = tm.alloc(64, 8).unwrap();
+        let mem = buf.slice();
+        let c = TxChecksum {
+            start: 34,
+            offset: 16,
+        };
+        for (hdr_len, csum) in [(12, None), (12, Some(c)), (10, None), (10, Some(c))] {
+            mem.fill(0, 64, 0xaa).unwrap();
+            assert!(store_tx_hdr(&mem, 8, hdr_len, csum));
+            let mut got = [0u8; 16];
+            mem.read_bytes(8, &mut got).unwrap();
+            assert_eq!(
+                &got[..hdr_len],
+                &tx_hdr(csum)[..hdr_len],
+                "{hdr_len} {csum:?}"
+            );
+            assert!(got[hdr_len..].iter().all(|&b| b == 0xaa), "nothing past it");
+        }
+        assert!(!store_tx_hdr(&mem, 56, 12, None), "does not fit");
+        assert!(!store_tx_hdr(&mem, 0, 11, None), "not a header size");
+        tm.dealloc(buf);
     }
 
     #[test]

@@ -220,16 +220,17 @@ impl<D: Dma> RxQueue<D> {
         e
     }
 
-    /// Takes used buffers until a whole frame is gathered (`None`: not
-    /// yet; used buffer notifications are re-armed first).
-    fn gather(&mut self) -> Result<Option<RxInfo>, RecvError> {
+    /// Takes used buffers until a whole frame is gathered and returns its
+    /// length (`None`: not yet; used buffer notifications are re-armed
+    /// first).
+    fn gather(&mut self) -> Result<Option<usize>, RecvError> {
         if self.broken || self.vq.is_broken() {
             return Err(self.queue_err(UsedError::Broken));
         }
         // Bounded: at most `size` buffers are outstanding.
         for _ in 0..=self.vq.size() {
             if self.expected != 0 && self.parts.len() >= usize::from(self.expected) {
-                return Ok(Some(self.frame_info()));
+                return Ok(Some(self.frame_len()));
             }
             let popped = if self.polling {
                 self.vq.pop_used()
@@ -285,14 +286,10 @@ impl<D: Dma> RxQueue<D> {
         Ok(())
     }
 
-    fn frame_info(&self) -> RxInfo {
+    /// The gathered frame's length (without the header).
+    fn frame_len(&self) -> usize {
         let total: usize = self.parts.iter().map(|&(_, l)| l as usize).sum();
-        RxInfo {
-            len: total.saturating_sub(self.layout.hdr_len),
-            csum: super::hdr::RxChecksum::None,
-            num_buffers: self.expected,
-            flags: self.hdr.flags,
-        }
+        total.saturating_sub(self.layout.hdr_len)
     }
 
     /// Makes the gathered frame's buffers available again.
@@ -322,7 +319,7 @@ impl<D: Dma> RxQueue<D> {
     /// The next whole frame, checked; a frame that fails the per-frame
     /// checks is dropped (its buffers reposted) and reported.
     pub(crate) fn next(&mut self) -> Result<Option<RxInfo>, RecvError> {
-        let Some(mut info) = self.gather()? else {
+        let Some(len) = self.gather()? else {
             return Ok(None);
         };
         if self.hdr.gso_type != VIRTIO_NET_HDR_GSO_NONE {
@@ -333,20 +330,24 @@ impl<D: Dma> RxQueue<D> {
                 gso_type,
             });
         }
-        match self.hdr.checksum(info.len, self.layout.guest_csum) {
-            Some(c) => info.csum = c,
-            None => {
-                let h = self.hdr;
-                self.recycle()?;
-                return Err(RecvError::BadChecksum {
-                    pair: self.pair,
-                    start: h.csum_start,
-                    offset: h.csum_offset,
-                    len: info.len,
-                });
-            }
-        }
-        Ok(Some(info))
+        let Some(csum) = self.hdr.checksum(len, self.layout.guest_csum) else {
+            let h = self.hdr;
+            self.recycle()?;
+            return Err(RecvError::BadChecksum {
+                pair: self.pair,
+                start: h.csum_start,
+                offset: h.csum_offset,
+                len,
+            });
+        };
+        // Built whole, not patched field by field: a struct written in
+        // pieces and then copied as a block stalls the copy's loads.
+        Ok(Some(RxInfo {
+            len,
+            csum,
+            num_buffers: self.expected,
+            flags: self.hdr.flags,
+        }))
     }
 
     /// Copies the frame [`Self::next`] returned into `dst` (at least

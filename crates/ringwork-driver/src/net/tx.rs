@@ -21,7 +21,7 @@ use ringwork_queue::{AddError, Dma, DriverQueue, IdFifo, Segment, UsedError};
 use ringwork_transport::driver::Transport;
 
 use super::error::SendError;
-use super::hdr::{complete_checksum, store_hdr, tx_hdr, TxChecksum};
+use super::hdr::{complete_checksum, store_tx_hdr, TxChecksum};
 use crate::common::{kick, DmaRegion, SetupError};
 
 /// Ethernet header length.
@@ -197,11 +197,9 @@ impl<D: Dma> TxQueue<D> {
             return Err(SendError::QueueFull { pair: self.pair });
         };
         let off = usize::from(slot) * self.slot_len;
-        let hdr = tx_hdr(if offload { csum } else { None });
-        let hdr = &hdr[..self.hdr_len];
         let mem = self.bufs.slice();
-        let mut ok =
-            store_hdr(&mem, off, hdr) && mem.write_bytes(off + self.hdr_len, frame).is_ok();
+        let mut ok = store_tx_hdr(&mem, off, self.hdr_len, if offload { csum } else { None })
+            && mem.write_bytes(off + self.hdr_len, frame).is_ok();
         if let (false, Some(c)) = (offload, csum) {
             let at = off + self.hdr_len + usize::from(c.start) + usize::from(c.offset);
             ok &= complete_checksum(frame, c).is_some_and(|v| mem.write_bytes(at, &v).is_ok());
