@@ -753,3 +753,31 @@ fn burst_pop_matches_pop_used_and_stops_at_bad_entries() {
         }
     }
 }
+
+/// `prefetch_adds` is only a hint: at every ring position, for any count
+/// (none, more than the ring), it changes nothing the device or the
+/// driver can see.
+#[test]
+fn prefetch_adds_changes_nothing() {
+    for format in FORMATS {
+        let m = mem();
+        let f = features(true);
+        let mut d = driver(&m, format, 8, f);
+        let mut dev = DeviceQueue::new(format, 8, d.addresses(), f).unwrap();
+        for t in 0..20u32 {
+            for n in [0, 1, 3, 8, 9, u16::MAX] {
+                d.prefetch_adds(n);
+            }
+            let id = add(&mut d, &[], &[64], t);
+            assert_eq!((d.outstanding(), d.num_free()), (1, 7));
+            let c = dev.pop(&m).unwrap().unwrap();
+            dev.add_used(&m, c.token(), 5).unwrap();
+            let u = Used {
+                token: t,
+                len: 5,
+                id,
+            };
+            assert_eq!(d.pop_used(), Ok(Some(u)), "{format} {t}");
+        }
+    }
+}

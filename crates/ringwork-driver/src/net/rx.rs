@@ -170,6 +170,10 @@ impl<D: Dma> RxQueue<D> {
     /// Makes free buffers available while the ring has room (published
     /// by the next kick).
     fn refill(&mut self) -> Result<(), RecvError> {
+        let n = usize::from(self.vq.num_free()).min(self.free.len());
+        if n > 1 {
+            self.vq.prefetch_adds(n as u16);
+        }
         while self.vq.num_free() > 0 {
             let Some(slot) = self.free.pop_front() else {
                 break;

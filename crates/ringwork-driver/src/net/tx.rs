@@ -261,6 +261,12 @@ impl<D: Dma> TxQueue<D> {
         }
     }
 
+    /// A hint before queueing `n` frames: see
+    /// [`DriverQueue::prefetch_adds`].
+    pub(crate) fn prefetch_adds(&self, n: usize) {
+        self.vq.prefetch_adds(n.min(usize::from(u16::MAX)) as u16);
+    }
+
     /// Receive buffers (pair, first buffer) completed since the last call.
     pub(crate) fn take_returned(&mut self) -> impl Iterator<Item = (u16, u16)> + '_ {
         self.returned.drain(..)

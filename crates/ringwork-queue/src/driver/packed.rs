@@ -159,6 +159,16 @@ impl PackedRing {
     }
 
     #[inline(always)]
+    /// See [`crate::driver::DriverQueue::prefetch_adds`]: the descriptors
+    /// from the next available position on.
+    pub(crate) fn prefetch_adds(&self, mem: &MemSlice<'_>, n: usize) {
+        let size = usize::from(self.size);
+        let first = usize::from(self.avail_pos);
+        let head = n.min(size - first);
+        super::prefetch_span(mem, first * DESC_SIZE, head * DESC_SIZE);
+        super::prefetch_span(mem, 0, (n - head) * DESC_SIZE);
+    }
+
     fn finish<T>(
         &mut self,
         common: &mut Common<T>,

@@ -259,6 +259,21 @@ impl SplitRing {
         head
     }
 
+    /// See [`crate::driver::DriverQueue::prefetch_adds`]: the descriptors
+    /// from the free-list head on (in table order, which is the order an
+    /// in-order or first-in-first-out stream takes them) and the next
+    /// `avail.ring` entries.
+    pub(crate) fn prefetch_adds(&self, mem: &MemSlice<'_>, n: usize) {
+        let size = usize::from(self.size);
+        let first = usize::from(self.free_head);
+        let head = n.min(size - first);
+        super::prefetch_span(mem, first * DESC_SIZE, head * DESC_SIZE);
+        super::prefetch_span(mem, 0, (n - head) * DESC_SIZE);
+        let slot = usize::from(self.avail_idx & (self.size - 1));
+        let entries = self.avail_off + s::avail_ring_entry_offset(slot as u16);
+        super::prefetch_span(mem, entries, n.min(size - slot) * 2);
+    }
+
     /// Writes `head` to the next `avail.ring` entry (skipped when it
     /// already holds it) and advances the private `avail_idx`.
     #[inline]
