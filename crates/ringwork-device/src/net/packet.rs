@@ -191,9 +191,11 @@ impl Packet {
     /// required for UDP) and forgets it. A request that does not fit the
     /// frame is dropped unapplied (the transmit path refuses those).
     pub fn complete_checksum(&mut self) {
-        let Some(c) = self.csum.take() else {
+        // Read first, cleared only if set: no store for a frame without one.
+        let Some(c) = self.csum else {
             return;
         };
+        self.csum = None;
         if !c.fits(self.data.len()) {
             return;
         }

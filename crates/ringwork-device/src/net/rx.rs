@@ -209,7 +209,12 @@ impl RxWorker {
             // A GSO frame keeps its request (the guest negotiated GUEST_CSUM
             // with any GUEST_ GSO feature; no preceding checksums are
             // vouched for with GSO, §5.1.9.4).
-            if p.gso.is_none() && (!self.guest_csum || !p.preceding_checksums_ok()) {
+            // (Only a frame with a checksum pending: the calls, and the
+            // store `complete_checksum` makes, are skipped for the rest.)
+            if p.gso.is_none()
+                && p.csum.is_some()
+                && (!self.guest_csum || !p.preceding_checksums_ok())
+            {
                 p.complete_checksum();
             }
             return Some(p);
@@ -218,9 +223,7 @@ impl RxWorker {
 
     /// The header for `p` spread over `num_buffers` buffers.
     fn header(&self, p: &Packet, num_buffers: u16) -> [u8; NET_HDR_SIZE] {
-        let mut b = VnetHdr::of(p).to_bytes();
-        NetHdr::new_unchecked(&mut b[..]).set_num_buffers(num_buffers);
-        b
+        VnetHdr::of(p).to_bytes_with(num_buffers)
     }
 
     /// Pops a receive buffer: the index in `ready` of the next buffer,
