@@ -42,6 +42,15 @@ fn deliver(b: &Block<NetDev<'_>>, pair: u16, f: &[u8]) -> usize {
 }
 
 /// Receive buffers `len`-byte frames take with `buf_len`-byte buffers.
+/// Driver options with 256-byte mergeable receive buffers, so a frame of
+/// a few hundred bytes spans several.
+fn small_buffers(ring: ringwork_driver::RingPreference) -> NetOptions {
+    NetOptions {
+        rx_buffer_len: 256,
+        ..opts(ring)
+    }
+}
+
 fn buffers_for(len: usize, buf_len: usize) -> usize {
     (12 + len).div_ceil(buf_len)
 }
@@ -143,15 +152,7 @@ fn buffers_come_back_over_many_rounds() {
     for ring in RINGS {
         let mem = memory();
         let b = block(NetDev::new(&mem));
-        let mut d: Drv = NetDriver::new(
-            mmio(&b),
-            &mem,
-            NetOptions {
-                rx_buffer_len: 256,
-                ..opts(ring)
-            },
-        )
-        .unwrap();
+        let mut d: Drv = NetDriver::new(mmio(&b), &mem, small_buffers(ring)).unwrap();
         let mut expect = Vec::new();
         let mut n = 0usize;
         for round in 0..300 {
@@ -323,15 +324,7 @@ fn mergeable_frame_is_read_written_and_sent_across_buffers() {
     for ring in RINGS {
         let mem = memory();
         let b = block(NetDev::new(&mem));
-        let mut d: Drv = NetDriver::new(
-            mmio(&b),
-            &mem,
-            NetOptions {
-                rx_buffer_len: 256,
-                ..opts(ring)
-            },
-        )
-        .unwrap();
+        let mut d: Drv = NetDriver::new(mmio(&b), &mem, small_buffers(ring)).unwrap();
         let f = frame(DST, 1000, 9);
         assert_eq!(deliver(&b, 0, &f), 4);
         let mut v = recv_all(&mut d, 0);
@@ -735,15 +728,7 @@ fn a_full_transmitq_with_mergeable_frames() {
     for ring in RINGS {
         let mem = memory();
         let b = block(NetDev::new(&mem));
-        let mut d: Drv = NetDriver::new(
-            mmio(&b),
-            &mem,
-            NetOptions {
-                rx_buffer_len: 256,
-                ..opts(ring)
-            },
-        )
-        .unwrap();
+        let mut d: Drv = NetDriver::new(mmio(&b), &mem, small_buffers(ring)).unwrap();
         with_dev(&b, |dev| dev.hold_tx = true);
         let frames: Vec<Vec<u8>> = (0..10).map(|i| frame(DST, 1000, i as u8)).collect();
         let mut v = Vec::new();
