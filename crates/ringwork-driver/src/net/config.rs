@@ -4,9 +4,12 @@
 //! generation retry loop (§2.5.1). The driver never writes it (§5.1.4.2
 //! MUST NOT).
 //!
-//! Trust and panic contract: values the driver cannot work with
-//! (`max_virtqueue_pairs` 0 or above what a controlq index can address,
-//! an `mtu` below 68) fail setup with [`SetupError::BadConfig`]; `speed`
+//! Trust and panic contract: a `max_virtqueue_pairs` (0, or above what a
+//! controlq index can address) or an `mtu` (below 68) the driver cannot
+//! work with makes it decline VIRTIO_NET_F_MQ or VIRTIO_NET_F_MTU before
+//! FEATURES_OK (`drop_invalid_config` in the parent module); should the
+//! value read after negotiation still be one of those, setup fails with
+//! [`SetupError::BadConfig`]; `speed`
 //! above 0x7fffffff and `duplex` other than 0 or 1 read as unknown
 //! (§5.1.4.2 MUST). Nothing panics.
 

@@ -124,10 +124,21 @@ pub const NET_DRIVER_FEATURES: &[u32] = &[
 /// feature the same way; a vhost-user backend without a configuration
 /// space (DPDK's vhost PMD offers MTU, and every field reads 0) is then
 /// driven with the default MTU instead of being refused.
+///
+/// Likewise VIRTIO_NET_F_MQ with `max_virtqueue_pairs` outside 1..=0x7fff
+/// (§5.1.4.1: the device MUST set 1..=0x8000; 0x8000 is valid, but its
+/// controlq index 0x10000 does not fit the 16-bit queue index): the
+/// driver runs one queue pair, as Linux falls back to one.
 fn drop_invalid_config<T: Transport + ?Sized>(t: &mut T, wanted: FeatureSet) -> FeatureSet {
     let mut drop = FeatureSet::EMPTY;
     if wanted.contains(VIRTIO_NET_F_MTU) && t.config_u16(NET_CONFIG_MTU_OFFSET) < MTU_MIN {
         drop.insert(VIRTIO_NET_F_MTU);
+    }
+    if wanted.contains(VIRTIO_NET_F_MQ) {
+        let pairs = t.config_u16(NET_CONFIG_MAX_VIRTQUEUE_PAIRS_OFFSET);
+        if pairs == 0 || pairs > MAX_QUEUE_PAIRS {
+            drop.insert(VIRTIO_NET_F_MQ);
+        }
     }
     drop
 }
