@@ -18,9 +18,10 @@ pub struct IdFifo {
 }
 
 impl IdFifo {
-    /// An empty FIFO holding at least `capacity` ids.
+    /// An empty FIFO holding at least `capacity` ids (at most 65,536:
+    /// there are no more distinct ids).
     pub fn new(capacity: usize) -> Self {
-        let cap = capacity.max(1).next_power_of_two();
+        let cap = capacity.clamp(1, 1 << 16).next_power_of_two();
         Self {
             buf: alloc::vec![0; cap],
             mask: cap - 1,
@@ -30,7 +31,7 @@ impl IdFifo {
     }
 
     /// A FIFO holding `ids`, in order (capacity: at least `capacity` and
-    /// their number).
+    /// their number, at most 65,536; ids beyond a full FIFO are dropped).
     pub fn with_ids(capacity: usize, ids: impl ExactSizeIterator<Item = u16>) -> Self {
         let mut f = Self::new(capacity.max(ids.len()));
         for id in ids {
@@ -149,5 +150,10 @@ mod tests {
         assert_eq!(f.front(), None);
         let g = IdFifo::with_ids(2, 5..8);
         assert_eq!(g.iter().collect::<Vec<_>>(), [5, 6, 7]);
+        let mut h = IdFifo::new(usize::MAX);
+        assert!(
+            h.push_back(1) && h.pop_front() == Some(1),
+            "capped, not broken"
+        );
     }
 }

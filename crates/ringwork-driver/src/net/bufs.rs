@@ -32,9 +32,10 @@ use super::{NetDriver, NetState};
 /// A received frame left in its receive buffer(s), held by the caller
 /// until sent ([`NetDriver::send_bufs`]) or released
 /// ([`NetDriver::release_bufs`]). Not `Clone`: one handle, one owner.
-/// Dropping it instead keeps its buffers out of the receive queue until
-/// the driver is reset.
+/// Dropping it instead loses its buffers for the life of the driver (the
+/// receive ring then runs on fewer spares).
 #[derive(Debug, PartialEq, Eq)]
+#[must_use = "a NetBuf holds receive buffers until it is sent or released"]
 pub struct NetBuf {
     owner: u32,
     pair: u16,
@@ -46,8 +47,19 @@ pub struct NetBuf {
 static NEXT_OWNER: AtomicU32 = AtomicU32::new(1);
 
 /// A new driver identity.
+#[cfg(target_has_atomic = "32")]
 pub(crate) fn new_owner() -> u32 {
     NEXT_OWNER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A new driver identity (targets without atomic read-modify-write: two
+/// drivers set up at the same instant on two threads may share one,
+/// which only weakens the check against another driver's handles).
+#[cfg(not(target_has_atomic = "32"))]
+pub(crate) fn new_owner() -> u32 {
+    let v = NEXT_OWNER.load(Ordering::Relaxed);
+    NEXT_OWNER.store(v.wrapping_add(1), Ordering::Relaxed);
+    v
 }
 
 impl NetBuf {

@@ -82,6 +82,19 @@ pub enum SendError {
     /// usable.
     #[error(transparent)]
     Buf(#[from] super::bufs::BufError),
+    /// A frame held in place spans more receive buffers than the
+    /// transmitq has entries (and no indirect table takes it): it can never
+    /// be sent from its buffers. Release it, or copy it out and send the
+    /// copy. The queue is not affected.
+    #[error("transmitq of pair {pair} has {size} entries, the frame spans {buffers} buffers")]
+    TooManyBuffers {
+        /// The pair.
+        pair: u16,
+        /// Buffers the frame spans.
+        buffers: usize,
+        /// Entries of the transmitq.
+        size: u16,
+    },
     /// Every transmit buffer is in flight: reclaim completions and retry.
     #[error("transmitq of pair {pair} is full")]
     QueueFull {

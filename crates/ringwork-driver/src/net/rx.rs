@@ -16,8 +16,9 @@
 //! Trust and panic contract: the device is hostile. Used ids and lengths
 //! are checked by the queue. A first buffer shorter than the header, or a
 //! `num_buffers` of 0 or above the buffers the device holds (it cannot
-//! have filled more: buffers are not made available again while a frame
-//! is gathered) is an error that breaks the queue until reset. A
+//! have filled more: every buffer of a frame is still counted as held by
+//! the device until it is taken back, even when spares were made
+//! available meanwhile) is an error that breaks the queue until reset. A
 //! `gso_type` the driver did not negotiate, or checksum offsets outside
 //! the frame, drop that frame only. Without MRG_RXBUF `num_buffers` is
 //! ignored (devices that copy a tap header leave it 0). Bytes are copied
@@ -181,7 +182,14 @@ impl<D: Dma> RxQueue<D> {
             if let Some(h) = self.holder.get_mut(usize::from(slot)) {
                 *h = Holder::Ring;
             }
-            self.post(slot)?;
+            if let Err(e) = self.post(slot) {
+                // Not in the ring after all: back to the free list.
+                if let Some(h) = self.holder.get_mut(usize::from(slot)) {
+                    *h = Holder::Free;
+                }
+                self.free.push_front(slot);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -554,9 +562,9 @@ impl<D: Dma> RxQueue<D> {
         }
     }
 
-    /// After a device reset: buffers forgotten and made available again
-    /// (before DRIVER_OK; no notification), not broken. Frames the caller
-    /// holds are no longer valid.
+    /// After a device reset: every buffer forgotten (none in the ring, none
+    /// free, none held: [`Self::fill`] starts over), not broken. Frames
+    /// the caller held are no longer valid.
     pub(crate) fn reset(&mut self) {
         self.vq.reset();
         self.parts.clear();

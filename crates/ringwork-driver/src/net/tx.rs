@@ -224,6 +224,11 @@ impl<D: Dma> TxQueue<D> {
     fn add_err(&self, e: AddError) -> SendError {
         match e {
             AddError::NoSpace { .. } => SendError::QueueFull { pair: self.pair },
+            AddError::TooManySegments { segments, size } => SendError::TooManyBuffers {
+                pair: self.pair,
+                buffers: segments,
+                size,
+            },
             _ => self.err(UsedError::Broken),
         }
     }
