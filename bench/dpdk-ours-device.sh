@@ -3,6 +3,8 @@
 # (package dpdk) and `cargo build --release -p ringwork-cli`.
 # Our device (cpu0) + DPDK virtio-user testpmd (cpu1), io fwd, 64B, tx_first 32 from the virtio side.
 # usage: dpdk-ours-device.sh packed(0|1) seconds [extra serve args]
+# testpmd leaves its EAL runtime directories behind; remove them when done.
+trap 'for d in virtio2; do rm -rf "/var/run/dpdk/$d" "${XDG_RUNTIME_DIR:-/nonexistent}/dpdk/$d"; done' EXIT
 P=${1:-0}; T=${2:-10}; shift 2
 R=${R:-$(dirname "$0")/../target/release/ringwork}
 S=/tmp/vh1.sock; rm -f $S

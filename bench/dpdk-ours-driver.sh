@@ -6,6 +6,8 @@
 #   A) our driver: ringwork bench net (cpu1) injects 32 bursts of 32 and forwards for T s
 #   B) DPDK virtio-user testpmd (cpu1) forwarding; vhost side does `start tx_first 32`
 # usage: dpdk_ours_drv.sh packed(0|1) seconds      (R=path/to/ringwork, PERF="perf record ... --")
+# testpmd leaves its EAL runtime directories behind; remove them when done.
+trap 'for d in vhostdrv virtiodrv; do rm -rf "/var/run/dpdk/$d" "${XDG_RUNTIME_DIR:-/nonexistent}/dpdk/$d"; done' EXIT
 P=${1:-0}; T=${2:-10}
 R=${R:-$(dirname "$0")/../target/release/ringwork}
 S=/tmp/vhdrv.sock

@@ -3,6 +3,8 @@
 # (package dpdk) and `cargo build --release -p ringwork-cli`.
 # DPDK<->DPDK baseline: vhost testpmd (cpu0) + virtio-user testpmd (cpu1), io fwd, 64B.
 # usage: dpdk-pair.sh packed(0|1) seconds
+# testpmd leaves its EAL runtime directories behind; remove them when done.
+trap 'for d in vhost virtio; do rm -rf "/var/run/dpdk/$d" "${XDG_RUNTIME_DIR:-/nonexistent}/dpdk/$d"; done' EXIT
 P=${1:-0}; T=${2:-10}
 S=/tmp/vh0.sock; rm -f $S
 (sleep 8; echo "start tx_first 32"; sleep $T; echo "show port stats all"; sleep 1; echo "show port stats all"; sleep 1; echo quit) | \

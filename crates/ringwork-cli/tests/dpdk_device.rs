@@ -131,6 +131,15 @@ fn frames_circle(packed: bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = pmd.wait_with_output().unwrap();
+    // EAL's runtime directory for this --file-prefix (root: /var/run), left
+    // behind by testpmd.
+    let mut runtime = vec![PathBuf::from("/var/run/dpdk")];
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+        runtime.push(PathBuf::from(d).join("dpdk"));
+    }
+    for d in runtime {
+        let _ = std::fs::remove_dir_all(d.join(&prefix));
+    }
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
