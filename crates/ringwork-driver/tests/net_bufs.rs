@@ -13,47 +13,16 @@
 
 mod common;
 
-use common::net_dev::{frame, opts, Drv, NetDev, RxHdr, DST, RINGS};
-use common::{block, memory, mmio, violations, with_dev, Block};
+use common::net_dev::{
+    buffers_for, bytes, deliver, frame, opts, recv_all, small_buffers, Drv, NetDev, RxHdr, DST,
+    RINGS,
+};
+use common::{block, memory, mmio, violations, with_dev};
 use ringwork_driver::net::{
-    complete_checksum, ones_complement_sum, BufError, NetBuf, NetDriver, NetOptions, RecvError,
-    RxChecksum, SendError, TxChecksum,
+    complete_checksum, ones_complement_sum, BufError, NetDriver, NetOptions, RecvError, RxChecksum,
+    SendError, TxChecksum,
 };
 use ringwork_spec::net::*;
-
-/// Receives every whole frame of `pair` in place.
-fn recv_all(d: &mut Drv, pair: u16) -> Vec<NetBuf> {
-    let mut v = Vec::new();
-    let n = d.recv_bufs(pair, usize::MAX, &mut v).unwrap();
-    assert_eq!(n, v.len());
-    v
-}
-
-/// A held frame's bytes, through `read_buf`.
-fn bytes(d: &Drv, b: &NetBuf) -> Vec<u8> {
-    let mut v = vec![0u8; b.len()];
-    d.read_buf(b, 0, &mut v).unwrap();
-    v
-}
-
-/// Delivers `f` on `pair` with a plain header; returns the buffers used.
-fn deliver(b: &Block<NetDev<'_>>, pair: u16, f: &[u8]) -> usize {
-    with_dev(b, |dev| dev.deliver(pair, f, RxHdr::default(), None)).expect("device held buffers")
-}
-
-/// Receive buffers `len`-byte frames take with `buf_len`-byte buffers.
-/// Driver options with 256-byte mergeable receive buffers, so a frame of
-/// a few hundred bytes spans several.
-fn small_buffers(ring: ringwork_driver::RingPreference) -> NetOptions {
-    NetOptions {
-        rx_buffer_len: 256,
-        ..opts(ring)
-    }
-}
-
-fn buffers_for(len: usize, buf_len: usize) -> usize {
-    (12 + len).div_ceil(buf_len)
-}
 
 /// Forwarding in place: the device sees exactly the received bytes
 /// behind a zeroed 12-byte header (the receive header under it, with

@@ -17,10 +17,10 @@ use ringwork_spec::net::*;
 use ringwork_spec::ring::notify::NotificationData;
 use ringwork_transport::{Activation, DeviceError, Signals, VirtioDevice};
 
-use ringwork_driver::net::{NetDriver, NetOptions, NET_DRIVER_FEATURES};
+use ringwork_driver::net::{NetBuf, NetDriver, NetOptions, NET_DRIVER_FEATURES};
 use ringwork_driver::RingPreference;
 
-use super::{pattern, read_all, Mmio, Queues};
+use super::{pattern, read_all, with_dev, Block, Mmio, Queues};
 
 /// The driver on a [`NetDev`].
 pub type Drv<'b, 'm> = NetDriver<Mmio<'b, NetDev<'m>>, &'m TestMemory>;
@@ -38,6 +38,41 @@ pub fn opts(ring: RingPreference) -> NetOptions {
         queue_size: 32,
         ..NetOptions::default()
     }
+}
+
+/// Driver options with 256-byte mergeable receive buffers, so a frame of
+/// a few hundred bytes spans several.
+pub fn small_buffers(ring: RingPreference) -> NetOptions {
+    NetOptions {
+        rx_buffer_len: 256,
+        ..opts(ring)
+    }
+}
+
+/// Receive buffers `len`-byte frames take with `buf_len`-byte buffers
+/// (behind the 12-byte header).
+pub fn buffers_for(len: usize, buf_len: usize) -> usize {
+    (12 + len).div_ceil(buf_len)
+}
+
+/// Receives every whole frame of `pair` in place.
+pub fn recv_all(d: &mut Drv<'_, '_>, pair: u16) -> Vec<NetBuf> {
+    let mut v = Vec::new();
+    let n = d.recv_bufs(pair, usize::MAX, &mut v).unwrap();
+    assert_eq!(n, v.len());
+    v
+}
+
+/// A held frame's bytes, through `read_buf`.
+pub fn bytes(d: &Drv<'_, '_>, b: &NetBuf) -> Vec<u8> {
+    let mut v = vec![0u8; b.len()];
+    d.read_buf(b, 0, &mut v).unwrap();
+    v
+}
+
+/// Delivers `f` on `pair` with a plain header; returns the buffers used.
+pub fn deliver(b: &Block<NetDev<'_>>, pair: u16, f: &[u8]) -> usize {
+    with_dev(b, |dev| dev.deliver(pair, f, RxHdr::default(), None)).expect("device held buffers")
 }
 
 /// An IPv4-typed Ethernet frame to `dst` of `len` bytes.
