@@ -167,11 +167,7 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
         if q.starved() {
             for t in tx.iter_mut() {
                 let _ = t.reclaim();
-                for (p, head) in t.take_returned() {
-                    if let Some(q) = rx.get_mut(usize::from(p)) {
-                        q.release(head);
-                    }
-                }
+                hand_back(t, rx);
             }
         }
         let k = match rx.get_mut(usize::from(pair)) {
@@ -349,11 +345,17 @@ impl<T: Transport, D: Dma + Clone> NetDriver<T, D> {
     pub(crate) fn settle(&mut self, pair: u16) {
         let NetState { rx, tx, .. } = &mut *self.state;
         if let Some(q) = tx.get_mut(usize::from(pair)) {
-            for (p, head) in q.take_returned() {
-                if let Some(r) = rx.get_mut(usize::from(p)) {
-                    r.release(head);
-                }
-            }
+            hand_back(q, rx);
+        }
+    }
+}
+
+/// Gives the receive buffers `t` has taken back since the last call to
+/// their receive queues.
+fn hand_back<D: Dma>(t: &mut super::tx::TxQueue<D>, rx: &mut [super::rx::RxQueue<D>]) {
+    for (p, head) in t.take_returned() {
+        if let Some(q) = rx.get_mut(usize::from(p)) {
+            q.release(head);
         }
     }
 }
