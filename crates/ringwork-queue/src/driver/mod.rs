@@ -436,8 +436,12 @@ impl<D: Dma, T> DriverQueue<D, T> {
         token: T,
         publish: bool,
     ) -> Result<u16, Rejected<T>> {
-        if out.len() + inp.len() == 1 && !self.common.indirect_single {
-            return self.add_one(out, inp, token, publish);
+        if !self.common.indirect_single {
+            match (out, inp) {
+                ([s], []) => return self.add_one(*s, 0, token, publish),
+                ([], [s]) => return self.add_one(*s, VIRTQ_DESC_F_WRITE, token, publish),
+                _ => {}
+            }
         }
         self.add_chain(out, inp, token, publish)
     }
@@ -465,26 +469,17 @@ impl<D: Dma, T> DriverQueue<D, T> {
         }
     }
 
-    /// [`Self::add_inner`] for one segment that goes direct: the same
-    /// checks and records, without the scatter-gather walk.
+    /// [`Self::add_inner`] for one segment that goes direct (`flags` 0 or
+    /// WRITE): the same checks and records, without the scatter-gather
+    /// walk.
     #[inline(always)]
     fn add_one(
         &mut self,
-        out: &[Segment],
-        inp: &[Segment],
+        seg: Segment,
+        flags: u16,
         token: T,
         publish: bool,
     ) -> Result<u16, Rejected<T>> {
-        let (seg, flags) = match (out.first(), inp.first()) {
-            (Some(s), _) => (*s, 0),
-            (None, Some(s)) => (*s, VIRTQ_DESC_F_WRITE),
-            (None, None) => {
-                return Err(Rejected {
-                    error: AddError::Empty,
-                    token,
-                })
-            }
-        };
         if self.common.broken {
             return Err(Rejected {
                 error: AddError::Broken,
