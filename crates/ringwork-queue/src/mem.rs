@@ -3,7 +3,8 @@
 //! Memory the other side can write is never a Rust reference: it is reached
 //! through [`MemSlice`], a bounds-checked window whose every access is a
 //! volatile or atomic load or store. Ring indices and flags use
-//! acquire/release atomics; payload bytes use volatile word copies. A
+//! acquire/release atomics; payload bytes use volatile word copies or, on
+//! x86_64, inline-assembly copies the compiler cannot see into (`copy.rs`). A
 //! `MemSlice` can also give its raw pointer for handing to the kernel as an
 //! iovec.
 //!
@@ -22,6 +23,9 @@
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::sync::atomic::{fence, AtomicU16, Ordering};
+
+mod copy;
+use copy::volatile_copy;
 
 /// An access fell outside a memory window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -361,103 +365,6 @@ fn prefetch_line(p: *const u8, write: bool) {
                 core::arch::asm!("prfm pldl1keep, [{0}]", in(reg) p,
                     options(nostack, preserves_flags, readonly))
             };
-        }
-    }
-}
-
-/// Moves one naturally aligned unit of `T` between shared memory and a
-/// private buffer: a volatile load from `shared` into `private` or, with
-/// `to_shared`, a volatile store of `private` into `shared`.
-///
-/// # Safety
-/// `shared` is aligned for `T`; both pointers are valid for
-/// `size_of::<T>()` bytes (`private` is accessed unaligned).
-#[inline(always)]
-unsafe fn unit<T: Copy>(shared: *mut u8, private: *mut u8, to_shared: bool) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        if to_shared {
-            shared
-                .cast::<T>()
-                .write_volatile(private.cast::<T>().read_unaligned());
-        } else {
-            private
-                .cast::<T>()
-                .write_unaligned(shared.cast::<T>().read_volatile());
-        }
-    }
-}
-
-/// Volatile copy between shared memory and a private buffer (`to_shared`
-/// says which way) in naturally aligned units on the shared side: up to
-/// one byte, one `u16` and one `u32` to reach an 8-byte boundary, then
-/// `u64` words (on x86_64: one to reach a 16-byte boundary, then 16-byte
-/// SSE2 units), then one `u32`, `u16` and byte at most. Each unit is
-/// accessed once; the peer may change memory meanwhile, which only changes
-/// the bytes we get (or it overwrites ours).
-///
-/// # Safety
-/// `shared` and `private` must be valid for `len` bytes (reads and writes
-/// as the direction needs; `shared` only through volatile accesses), and
-/// the ranges must not overlap.
-#[inline(always)]
-unsafe fn volatile_copy(shared: *mut u8, private: *mut u8, len: usize, to_shared: bool) {
-    let base = shared as usize;
-    let mut i = 0;
-    // SAFETY: for every unit below, `i + size <= len` is checked, and the
-    // alignment of `shared + i` follows from the address bits tested.
-    unsafe {
-        let (s, p) = (|i| shared.add(i), |i| private.add(i));
-        // An 8-aligned 12-byte copy (a virtio-net header at the start of
-        // a buffer, on every frame): the `u64` and `u32` the general path
-        // below would take, without its alignment tests.
-        if len == 12 && base & 7 == 0 {
-            unit::<u64>(s(0), p(0), to_shared);
-            unit::<u32>(s(8), p(8), to_shared);
-            return;
-        }
-        if base & 1 != 0 && i < len {
-            unit::<u8>(s(i), p(i), to_shared);
-            i += 1;
-        }
-        if (base + i) & 2 != 0 && i + 2 <= len {
-            unit::<u16>(s(i), p(i), to_shared);
-            i += 2;
-        }
-        if (base + i) & 4 != 0 && i + 4 <= len {
-            unit::<u32>(s(i), p(i), to_shared);
-            i += 4;
-        }
-        if (base + i) & 7 == 0 {
-            // x86_64 always has SSE2: 16-byte units once 16-aligned.
-            #[cfg(target_arch = "x86_64")]
-            {
-                use core::arch::x86_64::__m128i;
-                if (base + i) & 15 != 0 && i + 8 <= len {
-                    unit::<u64>(s(i), p(i), to_shared);
-                    i += 8;
-                }
-                while i + 16 <= len {
-                    unit::<__m128i>(s(i), p(i), to_shared);
-                    i += 16;
-                }
-            }
-            while i + 8 <= len {
-                unit::<u64>(s(i), p(i), to_shared);
-                i += 8;
-            }
-        }
-        while i + 4 <= len && (base + i) & 3 == 0 {
-            unit::<u32>(s(i), p(i), to_shared);
-            i += 4;
-        }
-        while i + 2 <= len && (base + i) & 1 == 0 {
-            unit::<u16>(s(i), p(i), to_shared);
-            i += 2;
-        }
-        while i < len {
-            unit::<u8>(s(i), p(i), to_shared);
-            i += 1;
         }
     }
 }

@@ -105,10 +105,18 @@ fn read_chain_in<M: GuestMemory + ?Sized>(
         seq,
         capacity: UNKNOWN_CAPACITY,
     });
+    let (addr, len, flags, _) = read_desc(table, u32::from(head))?;
+    if flags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT) == 0 {
+        // The common one-descriptor chain, checked as `walk` would check
+        // it, without the walk's loop and frame.
+        chain.push(mem, addr, len, flags & VIRTQ_DESC_F_WRITE != 0)?;
+        return Ok(());
+    }
     walk(q, mem, table, u32::from(size), head, chain, false)
 }
 
-/// Walks a chain through `table` (the main table, or an indirect one).
+/// Walks a chain through `table` (the main table, or an indirect one),
+/// reading its first descriptor again.
 fn walk<M: GuestMemory + ?Sized>(
     q: &Core,
     mem: &M,
