@@ -165,6 +165,14 @@ fn split_buffer_outside_memory() {
         r.publish(0);
         r.reject(chain_err(ChainError::OutOfMemory { addr, len }));
     }
+    // A one-descriptor chain takes a shorter path through the pop: the same
+    // check.
+    for (addr, len) in [(END - 8, 16u32), (END, 1), (BASE - 4, 8), (0, 1)] {
+        let mut r = rig(8);
+        r.desc(0, addr, len, WRITE, 0);
+        r.publish(0);
+        r.reject(chain_err(ChainError::OutOfMemory { addr, len }));
+    }
 }
 
 /// VIRTIO 1.4 §2.7.5: an `addr + len` that overflows u64 (and would wrap to
