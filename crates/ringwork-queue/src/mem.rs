@@ -252,6 +252,27 @@ impl<'a> MemSlice<'a> {
         Ok(())
     }
 
+    /// Stores a little-endian `u64` with release ordering (publishes every
+    /// earlier write to the peer). At an 8-aligned address it is one atomic
+    /// store, so the peer sees all eight bytes change at once (a packed
+    /// ring's used descriptor: length, id and flags together); elsewhere a
+    /// release fence and a volatile store.
+    #[inline]
+    pub fn store_u64_release(&self, offset: usize, value: u64) -> Result<(), OutOfBounds> {
+        let p = self.ptr_at(offset, 8)?;
+        #[cfg(target_has_atomic = "64")]
+        if (p as usize) % 8 == 0 {
+            // SAFETY: in bounds, aligned, valid for writes for 'a; all
+            // concurrent accesses to this location are atomic or volatile.
+            let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(p.cast::<u64>()) };
+            a.store(value.to_le(), Ordering::Release);
+            return Ok(());
+        }
+        let _ = p;
+        fence(Ordering::Release);
+        self.write_u64(offset, value)
+    }
+
     /// Copies `dst.len()` bytes starting at `offset` out of the window.
     pub fn read_bytes(&self, offset: usize, dst: &mut [u8]) -> Result<(), OutOfBounds> {
         let src = self.ptr_at(offset, dst.len())?;
@@ -521,6 +542,13 @@ mod tests {
         let sub = s.subslice(8, 8).unwrap();
         sub.store_u16_release(0, 7).unwrap();
         assert_eq!(s.load_u16_acquire(8).unwrap(), 7);
+        // Aligned (one atomic store) and unaligned (fence and bytes).
+        s.store_u64_release(16, 0x0102_0304_0506_0708).unwrap();
+        assert_eq!(s.read_u32(16).unwrap(), 0x0506_0708);
+        assert_eq!(s.read_u16(22).unwrap(), 0x0102);
+        s.store_u64_release(3, 0x1122_3344_5566_7788).unwrap();
+        assert_eq!(s.read_u64(3).unwrap(), 0x1122_3344_5566_7788);
+        assert!(s.store_u64_release(25, 0).is_err());
         let mut out = [0u8; 13];
         s.write_bytes(3, b"hello, world!").unwrap();
         s.read_bytes(3, &mut out).unwrap();

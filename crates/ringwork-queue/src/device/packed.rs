@@ -85,6 +85,21 @@ fn pop_in<M: GuestMemory + ?Sized>(
             return Ok(false);
         }
     }
+    if first_flags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT) == 0 {
+        // The common one-descriptor chain, checked as the loop below would
+        // check it, without the loop.
+        let (addr, len, id, _) = read_desc(ring, st.avail_pos)?;
+        chain.clear();
+        chain.push(mem, addr, len, first_flags & VIRTQ_DESC_F_WRITE != 0)?;
+        chain.set_token(UsedToken {
+            id,
+            ring_slots: 1,
+            seq: st.avail_pos,
+            capacity: UNKNOWN_CAPACITY,
+        });
+        advance(size, &mut st.avail_pos, &mut st.avail_wrap, 1);
+        return Ok(true);
+    }
     chain.clear();
     let start = st.avail_pos;
     let (mut pos, mut wrap) = (st.avail_pos, st.avail_wrap);
@@ -194,6 +209,14 @@ pub(super) fn add_used<M: GuestMemory + ?Sized>(
     };
     let flags =
         |wrap: bool, len: u32| p::used_flags(wrap) | if len > 0 { VIRTQ_DESC_F_WRITE } else { 0 };
+    // A used descriptor after the batch's first: length, id and flags in
+    // one release store of the descriptor's last eight bytes (the driver
+    // reads the flags first and the rest after them).
+    let publish = |pos: u16, wrap: bool, id: u16, len: u32| -> Result<(), DeviceQueueError> {
+        let v = u64::from(len) | u64::from(id) << 32 | u64::from(flags(wrap, len)) << 48;
+        ring.store_u64_release(usize::from(pos) * DESC_SIZE + 8, v)?;
+        Ok(())
+    };
     let (first_pos, first_wrap) = (st.used_pos, st.used_wrap);
     let (mut pos, mut wrap) = (st.used_pos, st.used_wrap);
     match batch {
@@ -211,12 +234,11 @@ pub(super) fn add_used<M: GuestMemory + ?Sized>(
             for (i, &(t, len)) in batch.iter().enumerate() {
                 advance(size, &mut pos, &mut wrap, t.ring_slots);
                 if i + 1 == batch.len() || len != t.capacity {
-                    write(run_pos, t.id, len)?;
                     if first.is_none() {
+                        write(run_pos, t.id, len)?;
                         first = Some((run_pos, run_wrap, len));
                     } else {
-                        let at = usize::from(run_pos) * DESC_SIZE + 14;
-                        ring.store_u16_release(at, flags(run_wrap, len))?;
+                        publish(run_pos, run_wrap, t.id, len)?;
                     }
                     (run_pos, run_wrap) = (pos, wrap);
                 }
@@ -229,9 +251,10 @@ pub(super) fn add_used<M: GuestMemory + ?Sized>(
             // Write every entry; publish the first one's flags last so the
             // driver sees the whole batch at once.
             for (i, &(t, len)) in batch.iter().enumerate() {
-                write(pos, t.id, len)?;
-                if i > 0 {
-                    ring.store_u16_release(usize::from(pos) * DESC_SIZE + 14, flags(wrap, len))?;
+                if i == 0 {
+                    write(pos, t.id, len)?;
+                } else {
+                    publish(pos, wrap, t.id, len)?;
                 }
                 advance(size, &mut pos, &mut wrap, t.ring_slots);
             }

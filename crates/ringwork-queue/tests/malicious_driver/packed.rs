@@ -107,6 +107,12 @@ fn packed_buffer_outside_memory() {
         r.avail(addr, len, 0, WRITE);
         r.reject(chain_err(ChainError::OutOfMemory { addr, len }));
     }
+    // A one-descriptor chain takes a shorter path through the pop: the same
+    // check.
+    for (addr, len) in [(END - 8, 16u32), (END, 1), (BASE - 4, 8), (0, 1)] {
+        r.avail(addr, len, 0, WRITE);
+        r.reject(chain_err(ChainError::OutOfMemory { addr, len }));
+    }
 }
 
 /// VIRTIO 1.4 §2.8.4: an address + length overflowing u64 (and wrapping to
