@@ -13,10 +13,9 @@ for ring in "${@:-split}"; do
     "--toggle-collect=*worker::Group as*process" "$B" --bench --profile-time 1 \
     "loopback_64B/$ring" > "$OUT/log" 2>&1
   total=$(grep "Collected" "$OUT/log" | awk '{print $4}' | sort -n | tail -1)
-  # Frames: calls of the receive path's one-buffer fill, one per frame.
-  frames=$(callgrind_annotate --tree=caller "$OUT"/cg.out* 2>/dev/null \
-    | grep -A1 -E "< .*RxWorker as ringwork_device::model::QueueWorker>::process \([0-9,]+x\)" \
-    | grep -B1 "\* .*RxWorker::fill_one" | grep -oE "\([0-9,]+x\)" | tr -d '(),x' | head -1)
+  # Frames: what the bench says it forwarded (all runs, warm-up included, as
+  # the instructions are).
+  frames=$(grep -oE "net_forward $ring: [0-9]+ frames" "$OUT/log" | awk '{print $3}')
   echo "$ring: $total instructions, $frames frames, $((total / frames)) per frame"
   rm -f "$OUT"/cg.out*
 done

@@ -9,6 +9,7 @@
 //!
 //! `cargo bench -p ringwork-device --bench net_forward`
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,10 @@ use ringwork_device::model::Device;
 use ringwork_device::net::{Loopback, MacAddr, Net, NetOptions, NetWorkers};
 use ringwork_spec::features::{VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1};
 use ringwork_spec::net::VIRTIO_NET_F_MRG_RXBUF;
+
+/// Frames forwarded by the bench just run (`bench/net-forward-ir.sh` divides
+/// the instructions it counts by this).
+static FRAMES: AtomicU64 = AtomicU64::new(0);
 
 /// Frames per timed run (half a 256-entry ring, so the driver never waits).
 const BURST: usize = 128;
@@ -79,11 +84,16 @@ fn forward(c: &mut Criterion) {
                     let rx = h.completed(0).expect("rx used");
                     let tx = h.completed(1).expect("tx used");
                     assert_eq!((rx.len(), tx.len()), (n, n), "every frame forwarded");
+                    FRAMES.fetch_add(n as u64, Ordering::Relaxed);
                     left -= n;
                 }
                 total
             });
         });
+        let frames = FRAMES.swap(0, Ordering::Relaxed);
+        if frames > 0 {
+            eprintln!("net_forward {name}: {frames} frames forwarded");
+        }
     }
     g.finish();
 }

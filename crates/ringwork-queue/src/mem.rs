@@ -274,6 +274,7 @@ impl<'a> MemSlice<'a> {
     }
 
     /// Copies `dst.len()` bytes starting at `offset` out of the window.
+    #[inline]
     pub fn read_bytes(&self, offset: usize, dst: &mut [u8]) -> Result<(), OutOfBounds> {
         let src = self.ptr_at(offset, dst.len())?;
         // SAFETY: `src..src+len` is inside the window (checked); `dst` is our
@@ -284,6 +285,7 @@ impl<'a> MemSlice<'a> {
 
     /// Appends the `len` bytes at `offset` to `v` (growing it if needed),
     /// without zero-filling them first.
+    #[inline]
     pub fn read_append(
         &self,
         offset: usize,
@@ -306,6 +308,7 @@ impl<'a> MemSlice<'a> {
     }
 
     /// Copies `src` into the window starting at `offset`.
+    #[inline]
     pub fn write_bytes(&self, offset: usize, src: &[u8]) -> Result<(), OutOfBounds> {
         let dst = self.ptr_at(offset, src.len())?;
         // SAFETY: `dst..dst+len` is inside the window (checked), valid for

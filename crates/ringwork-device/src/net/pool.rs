@@ -25,6 +25,7 @@ thread_local! {
 
 /// An empty buffer with room for `len` bytes, recycled when one is at
 /// hand (for filling without zeroing first).
+#[inline]
 pub(super) fn take_empty(len: usize) -> Vec<u8> {
     if len <= POOL_BUFFER_MAX {
         let reused = POOL
@@ -41,6 +42,7 @@ pub(super) fn take_empty(len: usize) -> Vec<u8> {
 }
 
 /// Gives a buffer back (or frees it when the pool is full or it is big).
+#[inline]
 pub(super) fn give(v: Vec<u8>) {
     if v.capacity() > POOL_BUFFER_MAX || v.capacity() == 0 {
         return;

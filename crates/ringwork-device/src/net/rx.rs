@@ -231,7 +231,18 @@ impl RxWorker {
     /// (notifications are then enabled, so the driver's next buffer wakes
     /// the worker). `ready` is refilled with one buffer for each frame in
     /// hand.
+    #[inline]
     fn pop(&mut self, q: &mut QueueCtx<'_>) -> Result<Option<usize>, DeviceError> {
+        if self.ready_at < self.ready_len {
+            self.ready_at += 1;
+            return Ok(Some(self.ready_at - 1));
+        }
+        self.pop_refill(q)
+    }
+
+    /// [`Self::pop`] when `ready` is used up: refills it (out of line).
+    #[inline(never)]
+    fn pop_refill(&mut self, q: &mut QueueCtx<'_>) -> Result<Option<usize>, DeviceError> {
         loop {
             if self.ready_at < self.ready_len {
                 self.ready_at += 1;
@@ -278,6 +289,7 @@ impl RxWorker {
 
     /// Writes the header and the whole frame into one buffer (which
     /// holds `need` bytes or more).
+    #[inline]
     fn fill_one(&mut self, q: &mut QueueCtx<'_>, i: usize, p: &Packet) -> Result<(), DeviceError> {
         let hdr = self.header(p, 1);
         let chain = self.popped(i);
