@@ -164,6 +164,30 @@ impl DescChain {
         &self.segments()[self.readable as usize..]
     }
 
+    /// The first device-readable segment, read straight from the inline
+    /// array (which keeps the first [`INLINE_SEGMENTS`] segments even when
+    /// the chain spills), without building the segment slice.
+    #[inline]
+    fn first_readable(&self) -> Option<Segment> {
+        if self.readable == 0 {
+            return None;
+        }
+        self.inline.first().copied()
+    }
+
+    /// The first device-writable segment; see [`Self::first_readable`].
+    #[inline]
+    fn first_writable(&self) -> Option<Segment> {
+        let i = self.readable as usize;
+        if i >= self.count as usize {
+            return None;
+        }
+        match self.inline.get(i) {
+            Some(seg) => Some(*seg),
+            None => self.spill.get(i).copied(),
+        }
+    }
+
     /// Total bytes of the device-readable part.
     #[inline]
     pub fn readable_len(&self) -> u32 {
@@ -224,12 +248,12 @@ impl DescChain {
     /// when the segment is not in `mem`.
     #[inline]
     pub fn prefetch<M: GuestMemory + ?Sized>(&self, mem: &M, len: usize, write: bool) {
-        let segs = if write {
-            self.writable_segments()
+        let first = if write {
+            self.first_writable()
         } else {
-            self.readable_segments()
+            self.first_readable()
         };
-        let Some(seg) = segs.first() else {
+        let Some(seg) = first else {
             return;
         };
         let len = len.min(seg.len as usize).min(crate::mem::PREFETCH_MAX);
@@ -249,7 +273,7 @@ impl DescChain {
         mem: &'m M,
         len: usize,
     ) -> Option<MemSlice<'m>> {
-        first_window(self.readable_segments(), mem, len)
+        first_window(self.first_readable(), mem, len)
     }
 
     /// The first `len` bytes of the device-writable part as one window,
@@ -262,7 +286,7 @@ impl DescChain {
         mem: &'m M,
         len: usize,
     ) -> Option<MemSlice<'m>> {
-        first_window(self.writable_segments(), mem, len)
+        first_window(self.first_writable(), mem, len)
     }
 
     /// A reader over the device-readable part.
@@ -349,15 +373,15 @@ impl DescChain {
     }
 }
 
-/// The first `len` bytes of `segs` as one window, when the first segment
+/// The first `len` bytes of the segment `first` as one window, when it
 /// holds them and lies in `mem`.
 #[inline]
 fn first_window<'m, M: GuestMemory + ?Sized>(
-    segs: &[Segment],
+    first: Option<Segment>,
     mem: &'m M,
     len: usize,
 ) -> Option<MemSlice<'m>> {
-    let seg = segs.first()?;
+    let seg = first?;
     if (seg.len as usize) < len {
         return None;
     }
