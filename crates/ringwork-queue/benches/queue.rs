@@ -10,6 +10,7 @@
 mod common;
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -31,12 +32,33 @@ fn time_consume<C: DeviceCase>(case: &mut C, shape: Shape, iters: u64) -> Durati
         let k = left.min(cap) as usize;
         case.refill(k);
         let t = Instant::now();
-        let bytes = case.consume(k);
+        let bytes = timed_consume(case, k);
         total += t.elapsed();
         assert_eq!(black_box(bytes), per_chain * k as u64);
         left -= k as u64;
     }
     total
+}
+
+/// Chains consumed by [`timed_consume`] since the last [`report_chains`]
+/// (`bench/queue-ir.sh` divides the instructions callgrind counts in
+/// `timed_consume` by this).
+static CHAINS: AtomicU64 = AtomicU64::new(0);
+
+/// The timed part of [`time_consume`], out of line so callgrind can count
+/// its instructions alone.
+#[inline(never)]
+fn timed_consume<C: DeviceCase>(case: &mut C, k: usize) -> u64 {
+    CHAINS.fetch_add(k as u64, Ordering::Relaxed);
+    case.consume(k)
+}
+
+/// Prints (to stderr) how many chains the bench just run consumed.
+fn report_chains(what: &str) {
+    let n = CHAINS.swap(0, Ordering::Relaxed);
+    if n > 0 {
+        eprintln!("queue {what}: {n} chains consumed");
+    }
 }
 
 /// Times `iters` add_used calls alone (popping untimed).
@@ -95,15 +117,18 @@ fn device_split(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("ringwork", shape.label()), |b| {
             b.iter_custom(|iters| time_consume(&mut ours, shape, iters))
         });
+        report_chains(&format!("split/{}", shape.label()));
         let mmap = ringwork_mmap();
         let mut ours_mmap = OursSplit::new(&mmap, shape, false, PopApi::Into);
         g.bench_function(BenchmarkId::new("ringwork-mmap", shape.label()), |b| {
             b.iter_custom(|iters| time_consume(&mut ours_mmap, shape, iters))
         });
+        report_chains(&format!("split-mmap/{}", shape.label()));
         let mut theirs = VqSplit::new(shape);
         g.bench_function(BenchmarkId::new("virtio-queue", shape.label()), |b| {
             b.iter_custom(|iters| time_consume(&mut theirs, shape, iters))
         });
+        report_chains(&format!("virtio-queue/{}", shape.label()));
     }
     g.finish();
 }
@@ -117,6 +142,7 @@ fn device_packed(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("ringwork", shape.label()), |b| {
             b.iter_custom(|iters| time_consume(&mut ours, shape, iters))
         });
+        report_chains(&format!("packed/{}", shape.label()));
     }
     g.finish();
 }

@@ -247,6 +247,11 @@ pub(super) fn add_used<M: GuestMemory + ?Sized>(
                 ring.store_u16_release(usize::from(p0) * DESC_SIZE + 14, flags(w0, len0))?;
             }
         }
+        [(t, len)] => {
+            // One entry: length, id and flags in one release store.
+            publish(pos, wrap, t.id, *len)?;
+            advance(size, &mut pos, &mut wrap, t.ring_slots);
+        }
         _ => {
             // Write every entry; publish the first one's flags last so the
             // driver sees the whole batch at once.
