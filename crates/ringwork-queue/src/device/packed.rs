@@ -103,40 +103,59 @@ fn pop_in<M: GuestMemory + ?Sized>(
     chain.clear();
     let start = st.avail_pos;
     let (mut pos, mut wrap) = (st.avail_pos, st.avail_wrap);
-    let mut flags = first_flags;
-    let mut n: u16 = 0;
-    let id = loop {
-        if n >= size {
-            return Err(ChainError::TooLong {
-                limit: u32::from(size),
-            }
-            .into());
+    // One step along the ring (a chain may wrap around its end).
+    let step = |pos: &mut u16, wrap: &mut bool| {
+        *pos += 1;
+        if *pos == size {
+            *pos = 0;
+            *wrap = !*wrap;
         }
-        let (addr, len, id, desc_flags) = read_desc(ring, pos)?;
-        if n > 0 {
-            flags = desc_flags;
+    };
+    // The head, whose flags were loaded (acquire) above: an indirect
+    // descriptor, or the first of several (a lone direct one returned
+    // above).
+    let (addr, len, mut id, _) = read_desc(ring, pos)?;
+    step(&mut pos, &mut wrap);
+    let mut n: u16 = 1;
+    if first_flags & VIRTQ_DESC_F_INDIRECT != 0 {
+        if !q.features.indirect_desc {
+            return Err(ChainError::IndirectNotNegotiated.into());
+        }
+        // VIRTIO 1.4 §2.8.19: an indirect descriptor stands alone.
+        if first_flags & VIRTQ_DESC_F_NEXT != 0 {
+            return Err(ChainError::IndirectChained.into());
+        }
+        push_indirect(q, mem, chain, addr, len)?;
+    } else {
+        chain.push(mem, addr, len, first_flags & VIRTQ_DESC_F_WRITE != 0)?;
+        // The rest, each made available by the driver too.
+        loop {
+            if n >= size {
+                return Err(ChainError::TooLong {
+                    limit: u32::from(size),
+                }
+                .into());
+            }
+            let (addr, len, desc_id, flags) = read_desc(ring, pos)?;
             if !p::is_avail(flags, wrap) {
                 return Err(ChainError::NotAvailable { index: pos }.into());
             }
-        }
-        n += 1;
-        advance(size, &mut pos, &mut wrap, 1);
-        if flags & VIRTQ_DESC_F_INDIRECT != 0 {
-            if !q.features.indirect_desc {
-                return Err(ChainError::IndirectNotNegotiated.into());
-            }
-            // VIRTIO 1.4 §2.8.19: an indirect descriptor stands alone.
-            if n > 1 || flags & VIRTQ_DESC_F_NEXT != 0 {
+            n += 1;
+            step(&mut pos, &mut wrap);
+            if flags & VIRTQ_DESC_F_INDIRECT != 0 {
+                if !q.features.indirect_desc {
+                    return Err(ChainError::IndirectNotNegotiated.into());
+                }
                 return Err(ChainError::IndirectChained.into());
             }
-            push_indirect(q, mem, chain, addr, len)?;
-            break id;
+            chain.push(mem, addr, len, flags & VIRTQ_DESC_F_WRITE != 0)?;
+            if flags & VIRTQ_DESC_F_NEXT == 0 {
+                // The buffer id is the last descriptor's (§2.8.6).
+                id = desc_id;
+                break;
+            }
         }
-        chain.push(mem, addr, len, flags & VIRTQ_DESC_F_WRITE != 0)?;
-        if flags & VIRTQ_DESC_F_NEXT == 0 {
-            break id;
-        }
-    };
+    }
     chain.set_token(UsedToken {
         id,
         ring_slots: n,
