@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use ringwork_device::model::Device;
-use ringwork_vhost_user::{OnDisconnect, ServeError, Server};
+use ringwork_vhost_user::{OnDisconnect, PollPolicy, ServeError, Server};
 
 use crate::{EXIT_RUNTIME, EXIT_SETUP};
 
@@ -46,6 +46,13 @@ pub struct Common {
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     poll_us: u64,
+    /// Adaptive polling instead of a fixed window: each worker sizes its
+    /// window between 0 and this many microseconds by what it sees (it
+    /// grows while the driver comes back shortly after the worker went to
+    /// sleep, and shrinks when it sleeps longer), as QEMU's poll-max-ns.
+    #[arg(long, value_name = "MICROSECONDS", conflicts_with = "poll_us",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    poll_max_us: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,7 +314,12 @@ pub fn run(a: ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return setup_error(e),
     };
-    server.set_poll(std::time::Duration::from_micros(common.poll_us));
+    server.set_poll_policy(match common.poll_max_us {
+        Some(max) => PollPolicy::Adaptive {
+            max: std::time::Duration::from_micros(max),
+        },
+        None => PollPolicy::fixed(std::time::Duration::from_micros(common.poll_us)),
+    });
     let device = match &dev {
         DeviceArgs::Net { .. } => None,
         _ => match dev.build() {

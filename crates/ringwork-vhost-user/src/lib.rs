@@ -27,6 +27,7 @@ pub mod frontend;
 pub mod inflight;
 pub mod memory;
 pub mod msg;
+mod poll;
 pub mod server;
 pub mod sys;
 pub mod transport;
@@ -34,5 +35,6 @@ mod worker;
 
 pub use backend::{offered_protocol_features, BackendError, Connection};
 pub use frontend::{Frontend, FrontendError};
+pub use poll::PollPolicy;
 pub use server::{OnDisconnect, ServeError, Server, ShutdownHandle};
 pub use transport::{SharedMemory, TransportOptions, VhostUserTransport};

@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use ringwork_device::model::Device;
 
 use crate::backend::{BackendError, Connection};
+use crate::poll::PollPolicy;
 use crate::sys::{self, EventFd};
 
 /// What to do when a frontend disconnects.
@@ -74,7 +75,7 @@ enum Source {
 pub struct Server {
     source: Source,
     shutdown: Arc<EventFd>,
-    poll: std::time::Duration,
+    poll: PollPolicy,
 }
 
 impl core::fmt::Debug for Server {
@@ -133,7 +134,7 @@ impl Server {
         Ok(Self {
             source,
             shutdown: Arc::new(EventFd::new()?),
-            poll: std::time::Duration::ZERO,
+            poll: PollPolicy::Off,
         })
     }
 
@@ -144,7 +145,14 @@ impl Server {
     /// machines where wakeups are expensive (VMs) it pays off for a single
     /// busy queue (docs/PERFORMANCE.md).
     pub fn set_poll(&mut self, budget: std::time::Duration) {
-        self.poll = budget;
+        self.poll = PollPolicy::fixed(budget);
+    }
+
+    /// Sets how worker threads poll their rings before they sleep: off,
+    /// a fixed window ([`Self::set_poll`]) or one that adapts
+    /// ([`PollPolicy::Adaptive`]).
+    pub fn set_poll_policy(&mut self, policy: PollPolicy) {
+        self.poll = policy;
     }
 
     /// A handle that stops [`Self::serve`].
@@ -318,9 +326,9 @@ fn serve_connection(
     device: Arc<dyn Device>,
     stream: UnixStream,
     shutdown: &EventFd,
-    poll: std::time::Duration,
+    poll: PollPolicy,
 ) -> Result<bool, BackendError> {
-    let mut conn = Connection::with_poll(device, stream, poll)?;
+    let mut conn = Connection::with_poll_policy(device, stream, poll)?;
     loop {
         let (ready, stop) = sys::poll2(conn.socket().as_fd(), shutdown.as_fd())?;
         if stop {

@@ -23,6 +23,7 @@ use std::time::Instant;
 use ringwork_device::model::{DeviceError, Memory, QueueSet, QueueWorker, RunningQueue};
 use ringwork_queue::QueuePosition;
 
+use crate::poll::PollPolicy;
 use crate::sys::{Epoll, EventFd};
 
 const WAKE: u64 = u64::MAX;
@@ -56,14 +57,14 @@ pub(crate) struct Group {
     /// Set when processing failed (the device needs a reset).
     pub failed: Arc<AtomicBool>,
     /// How long to poll the rings after processing before sleeping.
-    poll: std::time::Duration,
+    poll: PollPolicy,
 }
 
 impl Group {
     pub fn new(
         mem: Arc<Memory>,
         failed: Arc<AtomicBool>,
-        poll: std::time::Duration,
+        poll: PollPolicy,
     ) -> std::io::Result<Arc<Self>> {
         let g = Arc::new(Self {
             state: Mutex::new(GroupState {
@@ -152,9 +153,10 @@ impl Group {
         }
     }
 
-    /// The worker loop. With a poll budget, the rings are polled (and the
-    /// worker called while they have buffers) until `poll` has passed
-    /// since the worker last made progress, i.e. popped or completed a
+    /// The worker loop. With a poll window (fixed, or adapted after each
+    /// sleep: [`PollPolicy`]), the rings are polled (and the worker called
+    /// while they have buffers) until the window has passed since the
+    /// worker last made progress, i.e. popped or completed a
     /// buffer: a receive queue full of buffers waiting for input keeps
     /// the thread polling only while input keeps coming. While polling,
     /// the driver is asked not to notify ([`QueueSet::polling`]); when the
@@ -162,11 +164,12 @@ impl Group {
     /// called once more before the thread sleeps.
     fn run(&self) {
         let mut ready = Vec::new();
-        let budget = self.poll;
+        // The polling window: fixed, or adapted after every sleep.
+        let mut window = self.poll.initial_window();
         let mut last_work = Instant::now();
         let mut polled = false;
         loop {
-            let deadline = (!budget.is_zero()).then(|| last_work + budget);
+            let deadline = (!window.is_zero()).then(|| last_work + window);
             if self.poll_rings(deadline) {
                 if self.stop.load(Ordering::Relaxed) {
                     return;
@@ -192,6 +195,7 @@ impl Group {
                 tracing::error!("worker epoll failed: {e}");
                 return;
             }
+            window = self.poll.next_window(window, last_work.elapsed());
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }

@@ -20,7 +20,7 @@ use ringwork_spec::status::DeviceStatus;
 use ringwork_transport::driver::{
     attach_queue, negotiate, ring_features, set_driver_ok, ConfigRead, Transport, TransportError,
 };
-use ringwork_vhost_user::{OnDisconnect, Server, TransportOptions, VhostUserTransport};
+use ringwork_vhost_user::{OnDisconnect, PollPolicy, Server, TransportOptions, VhostUserTransport};
 
 fn opts() -> TransportOptions {
     TransportOptions {
@@ -178,10 +178,23 @@ fn unsolicited_data_on_the_socket_is_an_error() {
 /// same requests (buffers found by polling and by kicks alike).
 #[test]
 fn a_polling_backend_serves_requests() {
+    serves_requests_with(PollPolicy::fixed(std::time::Duration::from_micros(500)));
+}
+
+/// The same with an adaptive window: its window grows and shrinks while the
+/// driver alternates between quick and slow returns, and nothing is missed.
+#[test]
+fn an_adaptively_polling_backend_serves_requests() {
+    serves_requests_with(PollPolicy::Adaptive {
+        max: std::time::Duration::from_micros(200),
+    });
+}
+
+fn serves_requests_with(policy: PollPolicy) {
     let dir = temp_dir("polling");
     let sock = dir.0.join("rng.sock");
     let mut server = Server::bind(&sock).unwrap();
-    server.set_poll(std::time::Duration::from_micros(500));
+    server.set_poll_policy(policy);
     let dev: Arc<dyn Device> = Arc::new(Rng::new());
     let server = std::thread::spawn(move || {
         let _ = server.serve(dev, OnDisconnect::Exit);
@@ -209,6 +222,11 @@ fn a_polling_backend_serves_requests() {
             t.wait_interrupt().unwrap();
         };
         assert_eq!((used.token, used.len), (round, 16));
+        // Now and then a pause longer than any window, so an adaptive one
+        // shrinks as well as grows.
+        if round % 50 == 49 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
     t.reset().unwrap();
     drop(t);

@@ -23,6 +23,7 @@ use crate::msg::{
     self, backend_req, protocol, ConfigAccess, Header, MemRegion, MsgError, Request, VringAddr,
     VringState,
 };
+use crate::poll::PollPolicy;
 use crate::sys::{self, EventFd};
 use crate::worker::Group;
 
@@ -158,6 +159,16 @@ impl Connection {
         device: Arc<dyn Device>,
         sock: UnixStream,
         poll: std::time::Duration,
+    ) -> Result<Self, BackendError> {
+        Self::with_poll_policy(device, sock, PollPolicy::fixed(poll))
+    }
+
+    /// As [`Self::new`], with worker threads that poll their rings as
+    /// `poll` says before they sleep (see [`PollPolicy`]).
+    pub fn with_poll_policy(
+        device: Arc<dyn Device>,
+        sock: UnixStream,
+        poll: PollPolicy,
     ) -> Result<Self, BackendError> {
         let n = usize::from(device.num_queues());
         let mut group_queues = device.worker_map();
