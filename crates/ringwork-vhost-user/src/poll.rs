@@ -14,10 +14,6 @@
 
 use std::time::Duration;
 
-/// Where an adaptive window starts when it grows from zero, and below
-/// which a shrinking window becomes zero.
-pub const ADAPTIVE_START: Duration = Duration::from_micros(4);
-
 /// How worker threads poll their rings after processing before they sleep
 /// ([`Server::set_poll_policy`](crate::Server::set_poll_policy)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,9 +28,9 @@ pub enum PollPolicy {
     /// (`ringwork serve --poll-max-us`): after each sleep, the time since
     /// the worker last made progress (polling plus sleeping) is compared
     /// with the window. Within the window: unchanged. Longer than `max`:
-    /// halved (zero below [`ADAPTIVE_START`]), since polling that long
+    /// halved (zero below [`PollPolicy::ADAPTIVE_START`]), since polling that long
     /// would not have caught it. In between: doubled (from
-    /// [`ADAPTIVE_START`]), up to `max`, since a longer poll would have.
+    /// [`PollPolicy::ADAPTIVE_START`]), up to `max`, since a longer poll would have.
     Adaptive {
         /// The largest window.
         max: Duration,
@@ -42,6 +38,10 @@ pub enum PollPolicy {
 }
 
 impl PollPolicy {
+    /// Where an adaptive window starts when it grows from zero, and below
+    /// which a shrinking window becomes zero.
+    pub const ADAPTIVE_START: Duration = Duration::from_micros(4);
+
     /// A fixed window, or [`PollPolicy::Off`] for a zero one.
     pub fn fixed(window: Duration) -> Self {
         if window.is_zero() {
@@ -69,13 +69,13 @@ impl PollPolicy {
             window
         } else if idle > max {
             let w = window / 2;
-            if w < ADAPTIVE_START {
+            if w < Self::ADAPTIVE_START {
                 Duration::ZERO
             } else {
                 w
             }
         } else if window.is_zero() {
-            ADAPTIVE_START.min(max)
+            Self::ADAPTIVE_START.min(max)
         } else {
             (window * 2).min(max)
         }
