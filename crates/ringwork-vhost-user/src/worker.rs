@@ -137,15 +137,18 @@ impl Group {
         }
         let mem = &*st.mem;
         loop {
+            // The deadline first: a ring holding buffers the worker leaves
+            // there (a receive queue waiting for input, a broken ring) must
+            // not keep the thread from sleeping once the window has passed.
+            if Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
             if st
                 .queues
                 .iter()
                 .any(|q| q.queue.has_available(mem).unwrap_or(true))
             {
                 return true;
-            }
-            if Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) {
-                return false;
             }
             for _ in 0..16 {
                 std::hint::spin_loop();
