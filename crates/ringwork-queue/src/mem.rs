@@ -256,7 +256,8 @@ impl<'a> MemSlice<'a> {
     /// earlier write to the peer). At an 8-aligned address it is one atomic
     /// store, so the peer sees all eight bytes change at once (a packed
     /// ring's used descriptor: length, id and flags together); elsewhere a
-    /// release fence and a volatile store.
+    /// release fence and a volatile store, whose bytes may then become
+    /// visible in any order.
     #[inline]
     pub fn store_u64_release(&self, offset: usize, value: u64) -> Result<(), OutOfBounds> {
         let p = self.ptr_at(offset, 8)?;

@@ -228,12 +228,22 @@ pub(super) fn add_used<M: GuestMemory + ?Sized>(
     };
     let flags =
         |wrap: bool, len: u32| p::used_flags(wrap) | if len > 0 { VIRTQ_DESC_F_WRITE } else { 0 };
-    // A used descriptor after the batch's first: length, id and flags in
-    // one release store of the descriptor's last eight bytes (the driver
-    // reads the flags first and the rest after them).
+    // A used descriptor after the batch's first, or alone: length, id and
+    // flags in one release store of the descriptor's last eight bytes (the
+    // driver reads the flags first and the rest after them). That store is
+    // one atomic access only at an 8-aligned address, which the ring's
+    // 16-byte alignment (checked at setup) gives in any sane mapping;
+    // otherwise length and id first, then the flags with release.
+    let atomic8 = (ring.as_ptr() as usize) % 8 == 0;
     let publish = |pos: u16, wrap: bool, id: u16, len: u32| -> Result<(), DeviceQueueError> {
-        let v = u64::from(len) | u64::from(id) << 32 | u64::from(flags(wrap, len)) << 48;
-        ring.store_u64_release(usize::from(pos) * DESC_SIZE + 8, v)?;
+        let off = usize::from(pos) * DESC_SIZE;
+        if atomic8 {
+            let v = u64::from(len) | u64::from(id) << 32 | u64::from(flags(wrap, len)) << 48;
+            ring.store_u64_release(off + 8, v)?;
+        } else {
+            write(pos, id, len)?;
+            ring.store_u16_release(off + 14, flags(wrap, len))?;
+        }
         Ok(())
     };
     let (first_pos, first_wrap) = (st.used_pos, st.used_wrap);
