@@ -13,8 +13,9 @@ use ringwork_driver::balloon::{BalloonDriver, BalloonError, BalloonOptions, Prog
 use ringwork_queue::test_utils::TestMemory;
 use ringwork_queue::{Dma, Segment};
 use ringwork_spec::balloon::{
-    VIRTIO_BALLOON_F_MUST_TELL_HOST, VIRTIO_BALLOON_F_PAGE_REPORTING, VIRTIO_BALLOON_F_STATS_VQ,
-    VIRTIO_BALLOON_S_MEMFREE, VIRTIO_BALLOON_S_MEMTOT,
+    VIRTIO_BALLOON_F_FREE_PAGE_HINT, VIRTIO_BALLOON_F_MUST_TELL_HOST, VIRTIO_BALLOON_F_PAGE_POISON,
+    VIRTIO_BALLOON_F_PAGE_REPORTING, VIRTIO_BALLOON_F_STATS_VQ, VIRTIO_BALLOON_S_MEMFREE,
+    VIRTIO_BALLOON_S_MEMTOT,
 };
 use ringwork_spec::features::VIRTIO_F_RING_PACKED;
 
@@ -319,5 +320,37 @@ fn inflating_beyond_the_target_and_back() {
     with_dev(&b, |dev| {
         assert_eq!(dev.inflated.len(), 10);
         assert!(dev.violations.is_empty(), "{:?}", dev.violations);
+    });
+}
+
+/// VIRTIO 1.4 §5.5.6.5.1, §5.5.6.6.1: the driver does no free page
+/// hinting and no page poisoning, so it refuses both features when the
+/// device offers them (their driver rules are then vacuous), numbers the
+/// queues without the free page queue and works as usual.
+#[test]
+fn free_page_hint_and_page_poison_are_refused_when_offered() {
+    let mem = memory();
+    let mut dev = BalloonDev::new(&mem);
+    dev.features.insert(VIRTIO_BALLOON_F_FREE_PAGE_HINT);
+    dev.features.insert(VIRTIO_BALLOON_F_PAGE_POISON);
+    dev.num_pages = 100;
+    let b = block(dev);
+    let mut d = BalloonDriver::new(mmio(&b), &mem, opts()).unwrap();
+    for bit in [
+        VIRTIO_BALLOON_F_FREE_PAGE_HINT,
+        VIRTIO_BALLOON_F_PAGE_POISON,
+    ] {
+        assert!(!d.features().contains(bit), "feature {bit} accepted");
+        with_dev(&b, |dev| {
+            assert!(dev.features.contains(bit), "feature {bit} offered");
+            assert!(!dev.negotiated.contains(bit), "feature {bit} negotiated");
+        });
+    }
+    // Stats and reporting still come after the two mandatory queues.
+    assert_eq!(d.queues().statsq, Some(2));
+    assert_eq!(d.queues().reporting_vq, Some(3));
+    assert_eq!(d.reach_target().unwrap(), 100);
+    with_dev(&b, |dev| {
+        assert!(dev.violations.is_empty(), "{:?}", dev.violations)
     });
 }
