@@ -20,7 +20,7 @@ use ringwork_spec::status::DeviceStatus;
 use ringwork_transport::driver::{
     attach_queue, negotiate, ring_features, set_driver_ok, ConfigRead, Transport, TransportError,
 };
-use ringwork_vhost_user::{OnDisconnect, PollPolicy, Server, TransportOptions, VhostUserTransport};
+use ringwork_vhost_user::{OnDisconnect, Server, TransportOptions, VhostUserTransport};
 
 fn opts() -> TransportOptions {
     TransportOptions {
@@ -172,63 +172,4 @@ fn unsolicited_data_on_the_socket_is_an_error() {
         ))
     );
     assert!(t.status().contains(DeviceStatus::DEVICE_NEEDS_RESET));
-}
-
-/// A backend whose workers poll their rings before sleeping serves the
-/// same requests (buffers found by polling and by kicks alike).
-#[test]
-fn a_polling_backend_serves_requests() {
-    serves_requests_with(PollPolicy::fixed(std::time::Duration::from_micros(500)));
-}
-
-/// The same with an adaptive window: its window grows and shrinks while the
-/// driver alternates between quick and slow returns, and nothing is missed.
-#[test]
-fn an_adaptively_polling_backend_serves_requests() {
-    serves_requests_with(PollPolicy::Adaptive {
-        max: std::time::Duration::from_micros(200),
-    });
-}
-
-fn serves_requests_with(policy: PollPolicy) {
-    let dir = temp_dir("polling");
-    let sock = dir.0.join("rng.sock");
-    let mut server = Server::bind(&sock).unwrap();
-    server.set_poll_policy(policy);
-    let dev: Arc<dyn Device> = Arc::new(Rng::new());
-    let server = std::thread::spawn(move || {
-        let _ = server.serve(dev, OnDisconnect::Exit);
-    });
-    let mut t = VhostUserTransport::connect(&sock, opts()).unwrap();
-    let negotiated = negotiate(&mut t, FeatureSet::from_bits(&[VIRTIO_F_EVENT_IDX]), &[]).unwrap();
-    let (format, qf) = ring_features(&t, negotiated);
-    let mem = t.memory().clone();
-    let mut q: DriverQueue<_, u32> =
-        DriverQueue::new(mem.clone(), DriverQueueConfig::new(format, 64, qf)).unwrap();
-    attach_queue(&mut t, &q).unwrap();
-    set_driver_ok(&mut t);
-    let buf = ringwork_queue::Dma::alloc(&*mem, 4096, 64).unwrap();
-    for round in 0..200u32 {
-        q.add(&[], &[Segment::new(buf.device_addr(), 16)], round)
-            .unwrap();
-        q.enable_callbacks();
-        if q.kick_prepare().unwrap() {
-            t.notify(0, q.notification_data());
-        }
-        let used = loop {
-            if let Some(u) = q.pop_used().unwrap() {
-                break u;
-            }
-            t.wait_interrupt().unwrap();
-        };
-        assert_eq!((used.token, used.len), (round, 16));
-        // Now and then a pause longer than any window, so an adaptive one
-        // shrinks as well as grows.
-        if round % 50 == 49 {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-    }
-    t.reset().unwrap();
-    drop(t);
-    server.join().unwrap();
 }
