@@ -445,6 +445,40 @@ fn split_in_order_driver_links_descriptors_sequentially() {
     assert_eq!(c.segments().len(), 3);
 }
 
+/// VIRTIO 1.4 §2.7.9 / §2.8.8 ("In-order use of descriptors"): under
+/// IN_ORDER the device uses buffers in the order they were made available;
+/// completing a later chain alone first is refused, and the ring is left
+/// as it was, on both formats (one chain at a time takes the single-entry
+/// path).
+#[test]
+fn in_order_refuses_a_single_completion_out_of_order() {
+    let mem = TestMemory::new(0x1_0000, 1 << 20);
+    let f = QueueFeatures {
+        in_order: true,
+        ..Default::default()
+    };
+    for format in [RingFormat::Split, RingFormat::Packed] {
+        let (mut drv, mut dev) = pair(&mem, format, 4, f);
+        drv.add(&[Segment::new(DATA, 8)], &[], 0).unwrap();
+        drv.add(&[Segment::new(DATA + 8, 8)], &[], 1).unwrap();
+        let a = dev.pop(&mem).unwrap().unwrap();
+        let b = dev.pop(&mem).unwrap().unwrap();
+        let before = dev.position();
+        let e = dev.add_used(&mem, b.token(), 0).unwrap_err();
+        assert!(
+            matches!(e, ringwork_queue::DeviceQueueError::Usage(_)),
+            "{format:?}: {e:?}"
+        );
+        assert_eq!(dev.position(), before, "{format:?}");
+        assert!(drv.pop_used().unwrap().is_none(), "{format:?}");
+        // In order, one at a time, both come back.
+        dev.add_used(&mem, a.token(), 0).unwrap();
+        dev.add_used(&mem, b.token(), 0).unwrap();
+        assert_eq!(drv.pop_used().unwrap().unwrap().token, 0);
+        assert_eq!(drv.pop_used().unwrap().unwrap().token, 1);
+    }
+}
+
 /// VIRTIO 1.4 §2.7.5.2 / §2.7.5.3.1 / §2.8.18 driver normative: no chain
 /// longer than 2^32 bytes or than the queue size; the token comes back.
 #[test]

@@ -137,17 +137,25 @@ fn pop_in<M: GuestMemory + ?Sized>(
                 .into());
             }
             let (addr, len, desc_id, flags) = read_desc(ring, pos)?;
-            if !p::is_avail(flags, wrap) {
-                return Err(ChainError::NotAvailable { index: pos }.into());
-            }
-            n += 1;
-            step(&mut pos, &mut wrap);
-            if flags & VIRTQ_DESC_F_INDIRECT != 0 {
+            // Available and not indirect, in one compare; which of the
+            // two failed is sorted out only when one did.
+            let want = if wrap {
+                p::VIRTQ_DESC_F_AVAIL
+            } else {
+                p::VIRTQ_DESC_F_USED
+            };
+            let checked = p::VIRTQ_DESC_F_AVAIL | p::VIRTQ_DESC_F_USED | VIRTQ_DESC_F_INDIRECT;
+            if flags & checked != want {
+                if !p::is_avail(flags, wrap) {
+                    return Err(ChainError::NotAvailable { index: pos }.into());
+                }
                 if !q.features.indirect_desc {
                     return Err(ChainError::IndirectNotNegotiated.into());
                 }
                 return Err(ChainError::IndirectChained.into());
             }
+            n += 1;
+            step(&mut pos, &mut wrap);
             chain.push(mem, addr, len, flags & VIRTQ_DESC_F_WRITE != 0)?;
             if flags & VIRTQ_DESC_F_NEXT == 0 {
                 // The buffer id is the last descriptor's (§2.8.6).
@@ -194,7 +202,51 @@ pub(super) fn push_indirect<M: GuestMemory + ?Sized>(
     Ok(())
 }
 
+/// Completes `batch`: [`add_used_one`] for the common single chain,
+/// [`add_used_many`] otherwise.
 pub(super) fn add_used<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &mut PackedState,
+    mem: &M,
+    batch: &[(UsedToken, u32)],
+) -> Result<(), DeviceQueueError> {
+    match *batch {
+        [(t, len)] if t.ring_slots != 0 && t.ring_slots <= q.size => {
+            add_used_one(q, st, mem, t, len)
+        }
+        _ => add_used_many(q, st, mem, batch),
+    }
+}
+
+/// One used descriptor (a token whose slot count is in range): length, id
+/// and flags in one release store at an 8-aligned ring, as
+/// [`add_used_many`] publishes its descriptors; an in-order violation or an
+/// unaligned ring goes the general way.
+#[inline]
+fn add_used_one<M: GuestMemory + ?Sized>(
+    q: &Core,
+    st: &mut PackedState,
+    mem: &M,
+    t: UsedToken,
+    len: u32,
+) -> Result<(), DeviceQueueError> {
+    if q.features.in_order && t.seq != st.used_pos {
+        return add_used_many(q, st, mem, &[(t, len)]);
+    }
+    let ring = q.area(mem, RingArea::Descriptors, p::desc_ring_size(q.size))?;
+    if (ring.as_ptr() as usize) % 8 != 0 {
+        return add_used_many(q, st, mem, &[(t, len)]);
+    }
+    let flags = p::used_flags(st.used_wrap) | if len > 0 { VIRTQ_DESC_F_WRITE } else { 0 };
+    let v = u64::from(len) | u64::from(t.id) << 32 | u64::from(flags) << 48;
+    ring.store_u64_release(usize::from(st.used_pos) * DESC_SIZE + 8, v)?;
+    advance(q.size, &mut st.used_pos, &mut st.used_wrap, t.ring_slots);
+    Ok(())
+}
+
+/// Completes several chains (or one that [`add_used_one`] passes on).
+#[inline(never)]
+fn add_used_many<M: GuestMemory + ?Sized>(
     q: &Core,
     st: &mut PackedState,
     mem: &M,

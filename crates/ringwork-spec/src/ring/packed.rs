@@ -89,14 +89,21 @@ pub const fn is_valid_queue_size(queue_size: u16) -> bool {
 /// counter and USED differs from it).
 #[inline]
 pub const fn is_avail(flags: u16, wrap: bool) -> bool {
-    ((flags & VIRTQ_DESC_F_AVAIL) != 0) == wrap && ((flags & VIRTQ_DESC_F_USED) != 0) != wrap
+    // One mask and one compare (this runs for every descriptor popped).
+    let want = if wrap {
+        VIRTQ_DESC_F_AVAIL
+    } else {
+        VIRTQ_DESC_F_USED
+    };
+    flags & (VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED) == want
 }
 
 /// Whether a descriptor with `flags` has been used, for a driver whose used
 /// wrap counter is `wrap` (AVAIL and USED both equal the wrap counter).
 #[inline]
 pub const fn is_used(flags: u16, wrap: bool) -> bool {
-    ((flags & VIRTQ_DESC_F_AVAIL) != 0) == wrap && ((flags & VIRTQ_DESC_F_USED) != 0) == wrap
+    let both = VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
+    flags & both == if wrap { both } else { 0 }
 }
 
 /// The AVAIL/USED bits a driver writes to make a descriptor available with
@@ -199,5 +206,30 @@ mod tests {
         assert!(!is_avail(0, true) && !is_used(0, true));
         assert!(is_valid_queue_size(384) && !is_valid_queue_size(0));
         assert_eq!(desc_ring_size(3), 48);
+    }
+
+    /// The one-compare forms against the spec's wording (§2.8.1), for
+    /// every combination of the two bits, other flag bits and wrap.
+    #[test]
+    fn avail_and_used_match_the_definition() {
+        for other in [0u16, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 0x7f7f] {
+            for (a, u) in [(false, false), (false, true), (true, false), (true, true)] {
+                let flags = other
+                    | if a { VIRTQ_DESC_F_AVAIL } else { 0 }
+                    | if u { VIRTQ_DESC_F_USED } else { 0 };
+                for wrap in [false, true] {
+                    assert_eq!(
+                        is_avail(flags, wrap),
+                        a == wrap && u != wrap,
+                        "{flags:#x} {wrap}"
+                    );
+                    assert_eq!(
+                        is_used(flags, wrap),
+                        a == wrap && u == wrap,
+                        "{flags:#x} {wrap}"
+                    );
+                }
+            }
+        }
     }
 }
