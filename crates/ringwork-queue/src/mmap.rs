@@ -47,7 +47,30 @@ impl MmapRegion {
     /// A shared mapping of `len` bytes of `fd` starting at `offset` (any
     /// offset: the page-aligned start below it is mapped too, but the
     /// region only ever reaches `[offset, offset + len)`).
+    ///
+    /// When `fd` is a regular file (a memfd, a file on tmpfs or hugetlbfs:
+    /// what vhost-user frontends share), the range must lie inside the
+    /// file: `mmap` accepts a mapping past the end of a file, but touching
+    /// those pages raises SIGBUS, so a peer that sends a short file could
+    /// otherwise crash the process. A peer that shrinks the file after this
+    /// check still can; only a memfd sealed with `F_SEAL_SHRINK` rules that
+    /// out (see docs/ARCHITECTURE.md).
     pub fn from_fd(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Self> {
+        let meta = std::fs::File::from(fd.try_clone_to_owned()?).metadata()?;
+        if meta.file_type().is_file() {
+            let end = offset.checked_add(len as u64).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "mmap range overflows")
+            })?;
+            if end > meta.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    std::format!(
+                        "mapping [{offset:#x}, {end:#x}) goes past the end of its {}-byte file",
+                        meta.len()
+                    ),
+                ));
+            }
+        }
         let skip = (offset % PAGE as u64) as usize;
         let off = libc::off_t::try_from(offset - skip as u64)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mmap offset too large"))?;
@@ -317,6 +340,35 @@ mod tests {
         let f = std::fs::File::from(fd);
         f.set_len(len as u64).unwrap();
         f.into()
+    }
+
+    /// A range past the end of a regular file is refused (touching it
+    /// would raise SIGBUS); ranges inside it, up to its last byte, map.
+    #[test]
+    fn mapping_past_the_end_of_a_file_is_refused() {
+        let fd = memfd(2 * PAGE, 0);
+        for (offset, len) in [
+            (0, 3 * PAGE),
+            (PAGE as u64, 2 * PAGE),
+            (2 * PAGE as u64, 1),
+            (u64::MAX, 2),
+        ] {
+            let e = MmapRegion::from_fd(fd.as_fd(), offset, len).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                io::ErrorKind::InvalidInput,
+                "{offset:#x}+{len:#x}: {e}"
+            );
+        }
+        for (offset, len) in [
+            (0, 2 * PAGE),
+            (PAGE as u64, PAGE),
+            (2 * PAGE as u64 - 1, 1),
+            (100, 7),
+        ] {
+            let r = MmapRegion::from_fd(fd.as_fd(), offset, len).unwrap();
+            r.as_slice().write_u8(len - 1, 1).unwrap();
+        }
     }
 
     fn allocated_bytes(fd: &std::os::fd::OwnedFd) -> u64 {

@@ -303,6 +303,29 @@ fn memory_table_without_fds_closes_the_connection() {
     expect_closed(s);
 }
 
+/// A region larger than the file shared for it: mapping it would succeed,
+/// but the first access past the file's end would raise SIGBUS and kill the
+/// backend. The table is refused and the connection closed instead.
+#[test]
+fn memory_region_past_the_end_of_its_file_closes_the_connection() {
+    let s = start("memshort");
+    let _ = s.fe.get_features().unwrap();
+    let _ = s.fe.set_mem_table(
+        &[MemRegion {
+            guest_addr: 0,
+            size: 2 * MEM,
+            user_addr: UADDR,
+            mmap_offset: 0,
+        }],
+        &[s._memfd.as_fd()],
+    );
+    assert!(
+        s.fe.get_features().is_err(),
+        "the backend accepted a region past the end of its file"
+    );
+    expect_closed(s);
+}
+
 #[test]
 fn unoffered_features_close_the_connection() {
     let s = start("feat");
