@@ -33,7 +33,8 @@ use crate::model::{
 
 /// Size of the harness's guest memory.
 pub const MEM_SIZE: usize = 64 << 20;
-const DATA_BASE: u64 = 16 << 20;
+/// Where the harness puts buffers' data (its rings are below).
+pub const DATA_BASE: u64 = 16 << 20;
 
 /// Records device events.
 #[derive(Debug, Default)]
@@ -302,6 +303,10 @@ impl<D: Device> Harness<D> {
                     break;
                 }
                 let n = left.min(l as usize);
+                if n == 0 {
+                    // An empty segment (whatever its address) holds nothing.
+                    continue;
+                }
                 let mut buf = vec![0; n];
                 self.mem
                     .slice(a, n)
