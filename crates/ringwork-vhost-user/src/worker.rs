@@ -199,13 +199,18 @@ impl Group {
                 return;
             }
             window = self.poll.next_window(window, last_work.elapsed());
+            // Drain the wake eventfd before looking at `stop`: `shutdown`
+            // sets `stop` and then signals, so a signal drained here is
+            // always followed by a look that sees `stop`. (Looking first
+            // could drain shutdown's signal after seeing `stop` unset, and
+            // the thread would then sleep forever.)
+            if ready.contains(&WAKE) {
+                let _ = self.wake.drain();
+            }
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
             tracing::trace!(?ready, "worker woke");
-            if ready.contains(&WAKE) {
-                let _ = self.wake.drain();
-            }
             let mut st = self.lock();
             // Reset the kick eventfds that fired (tokens below DEVICE_FD
             // are queue indices); the others are not read.
@@ -328,5 +333,47 @@ impl Group {
             st.worker = None;
         }
         Some(q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A wake just before `shutdown` (an in-band VRING_KICK, then the
+    /// connection closing) must not leave the thread asleep: it once
+    /// drained shutdown's signal after having seen `stop` unset, and the
+    /// connection's drop then waited forever in `join` (found by the
+    /// `backend_messages` fuzz target). The race window is small, so the
+    /// sequence runs many times; a thread that does not end in time fails
+    /// the test instead of hanging it.
+    #[test]
+    fn shutdown_right_after_a_wake_always_ends_the_thread() {
+        for i in 0..2000u64 {
+            let g = Group::new(
+                Arc::new(Memory::new()),
+                Arc::new(AtomicBool::new(false)),
+                PollPolicy::fixed(Duration::ZERO),
+            )
+            .unwrap();
+            let t = g.spawn(format!("test-{i}")).unwrap();
+            g.wake();
+            // Shut down at varying moments of the thread's wake-up.
+            let until = Instant::now() + Duration::from_nanos((i % 97) * 500);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            g.shutdown();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = t.join();
+                let _ = tx.send(());
+            });
+            assert!(
+                rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+                "round {i}: the worker thread did not end after shutdown"
+            );
+        }
     }
 }
