@@ -486,8 +486,7 @@ impl Connection {
                     None
                 } else {
                     let fd = Self::one_fd(r, fds)?;
-                    sys::set_nonblocking(std::os::fd::AsFd::as_fd(&fd))?;
-                    Some(EventFd::from_owned(fd))
+                    Some(EventFd::from_peer(fd).map_err(|e| proto(r, e.to_string()))?)
                 };
                 self.set_vring_fd(r, i, fd)?;
                 Ok(Reply::Ack(true))
