@@ -9,8 +9,9 @@
 //! - a flags byte: bit 0 asks for a reply (NEED_REPLY);
 //! - a little-endian u16 payload length (modulo 512) and that many bytes
 //!   (short input is padded with zeroes);
-//! - an fd byte: bits 0-1 attach that many memfds of 1 MiB, bit 2 an
-//!   eventfd, bit 3 one end of a socket pair (a backend-request channel).
+//! - an fd byte: bits 0-1 attach that many memfds of 1 MiB, bit 3 one end
+//!   of a socket pair (a backend-request channel), bit 2 an eventfd (in
+//!   that order).
 //!
 //! Each message is sent with `Frontend::send_raw` (well-formed header,
 //! payload of the stated size) and handled with `Connection::handle_one`;
@@ -115,7 +116,11 @@ fuzz_target!(|data: &[u8]| {
     };
     while !input.0.is_empty() {
         let request = Request(u32::from(input.u8() % 64));
-        let flags = if input.u8() & 1 != 0 { FLAG_NEED_REPLY } else { 0 };
+        let flags = if input.u8() & 1 != 0 {
+            FLAG_NEED_REPLY
+        } else {
+            0
+        };
         let len = usize::from(u16::from_le_bytes([input.u8(), input.u8()]) % 512);
         let payload = input.bytes(len);
         let fd_spec = input.u8();

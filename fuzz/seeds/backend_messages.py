@@ -19,7 +19,7 @@ def session(kind, queues, features):
     s = bytes([kind])
     s += msg(1)                                    # GET_FEATURES
     s += msg(15)                                   # GET_PROTOCOL_FEATURES
-    s += msg(16, struct.pack("<Q", 1 | 1 << 3))    # SET_PROTOCOL_FEATURES: MQ, REPLY_ACK
+    s += msg(16, struct.pack("<Q", 1 | 1 << 3 | 1 << 9))  # SET_PROTOCOL_FEATURES: MQ, REPLY_ACK, CONFIG
     s += msg(2, struct.pack("<Q", features))       # SET_FEATURES
     s += msg(3)                                    # SET_OWNER
     # SET_MEM_TABLE: one region of the 1 MiB memfd at guest address 0
@@ -33,7 +33,6 @@ def session(kind, queues, features):
         s += msg(13, struct.pack("<Q", q), EVENTFD)  # SET_VRING_CALL
         s += msg(12, struct.pack("<Q", q), EVENTFD)  # SET_VRING_KICK (starts the ring)
         s += msg(18, struct.pack("<II", q, 1))     # SET_VRING_ENABLE
-    s += msg(35, struct.pack("<II", 0, 0))         # VRING_KICK (in band)
     s += msg(24, struct.pack("<III", 0, 8, 0) + bytes(8), reply=True)  # GET_CONFIG
     s += msg(11, struct.pack("<II", 0, 0))         # GET_VRING_BASE (stops ring 0)
     s += msg(4)                                    # RESET_OWNER
@@ -42,7 +41,7 @@ def session(kind, queues, features):
 
 VERSION_1, PROTOCOL_FEATURES = 1 << 32, 1 << 30
 os.makedirs(OUT, exist_ok=True)
-for name, kind, queues, extra in [("entropy", 0, 1, 0), ("net", 1, 3, 1 << 22), ("block", 2, 1, 0)]:
-    # net: VIRTIO_NET_F_MQ (22) with two pairs and the control queue
+for name, kind, queues, extra in [("entropy", 0, 1, 0), ("net", 1, 5, 1 << 22 | 1 << 17), ("block", 2, 1, 0)]:
+    # net: VIRTIO_NET_F_MQ (22) and CTRL_VQ (17): two pairs and the control queue
     with open(os.path.join(OUT, name), "wb") as f:
         f.write(session(kind, queues, VERSION_1 | PROTOCOL_FEATURES | extra))
