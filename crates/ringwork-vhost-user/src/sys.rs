@@ -37,27 +37,10 @@ impl EventFd {
         Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    /// Wraps a descriptor without checking what it is (ours, or one
-    /// [`Self::from_peer`] checked).
+    /// Wraps a descriptor the peer sent (it should be an eventfd; if it is
+    /// not, reads and writes fail with an error, nothing worse).
     pub fn from_owned(fd: OwnedFd) -> Self {
         Self(fd)
-    }
-
-    /// Wraps a descriptor the peer sent, after checking that it is an
-    /// eventfd ([`is_eventfd`]), and makes it non-blocking. Anything else
-    /// is refused: a pipe or socket whose reader went away would raise
-    /// SIGPIPE on our write (fatal to a process that does not ignore it),
-    /// and one at end of file stays readable forever, which would keep a
-    /// worker's epoll spinning.
-    pub fn from_peer(fd: OwnedFd) -> io::Result<Self> {
-        if !is_eventfd(fd.as_fd())? {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the descriptor is not an eventfd",
-            ));
-        }
-        set_nonblocking(fd.as_fd())?;
-        Ok(Self(fd))
     }
 
     /// Adds 1 to the counter (wakes the reader).
@@ -117,29 +100,6 @@ impl AsRawFd for EventFd {
 impl AsFd for EventFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
-    }
-}
-
-/// Whether `fd` is an eventfd: its `/proc/self/fdinfo` entry has an
-/// `eventfd-count` line (Linux since 2.6.22). Without `/proc`, a
-/// descriptor of none of the kinds `fstat` names (an anonymous inode: an
-/// eventfd, or a timerfd, signalfd or epoll fd, none of which can block or
-/// raise SIGPIPE on a write) is taken as one.
-pub fn is_eventfd(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    match std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())) {
-        Ok(info) => Ok(info.lines().any(|l| l.starts_with("eventfd-count:"))),
-        Err(_) => {
-            let meta = std::fs::File::from(fd.try_clone_to_owned()?).metadata()?;
-            use std::os::unix::fs::FileTypeExt;
-            let t = meta.file_type();
-            Ok(!(t.is_file()
-                || t.is_dir()
-                || t.is_symlink()
-                || t.is_fifo()
-                || t.is_socket()
-                || t.is_char_device()
-                || t.is_block_device()))
-        }
     }
 }
 
@@ -487,33 +447,4 @@ pub fn is_listening(fd: BorrowedFd<'_>) -> io::Result<bool> {
         )
     })?;
     Ok(v != 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Only eventfds pass: a socket, a memfd and a pipe are refused, so a
-    /// frontend cannot make a worker write into a pipe (SIGPIPE) or poll a
-    /// descriptor that stays readable.
-    #[test]
-    fn only_eventfds_are_taken_from_the_peer() {
-        let e = EventFd::new().unwrap();
-        assert!(is_eventfd(e.as_fd()).unwrap());
-        let ours = EventFd::from_peer(e.0.try_clone().unwrap()).unwrap();
-        ours.signal().unwrap();
-        assert_eq!(e.drain().unwrap(), 1);
-        let (a, _b) = UnixStream::pair().unwrap();
-        let m = memfd(c"not-an-eventfd", 4096).unwrap();
-        let mut p = [0; 2];
-        // SAFETY: pipe2 writes two descriptors into the local array.
-        assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: fresh descriptors nothing else owns.
-        let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
-        for fd in [OwnedFd::from(a), m, r, w] {
-            assert!(!is_eventfd(fd.as_fd()).unwrap());
-            let err = EventFd::from_peer(fd).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-        }
-    }
 }

@@ -326,23 +326,6 @@ fn memory_region_past_the_end_of_its_file_closes_the_connection() {
     expect_closed(s);
 }
 
-/// A kick "eventfd" that is really a socket (it would stay readable at end
-/// of file and keep the worker's epoll spinning; a call fd like it would
-/// raise SIGPIPE once its reader went away) ends the connection.
-#[test]
-fn vring_descriptor_that_is_not_an_eventfd_closes_the_connection() {
-    let s = start("kicksock");
-    let _ = s.fe.get_features().unwrap();
-    s.fe.set_vring_num(0, 64).unwrap();
-    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    let _ = s.fe.set_vring_kick(0, Some(a.as_fd()));
-    assert!(
-        s.fe.get_features().is_err(),
-        "the backend accepted a socket as kick eventfd"
-    );
-    expect_closed(s);
-}
-
 #[test]
 fn unoffered_features_close_the_connection() {
     let s = start("feat");

@@ -486,7 +486,8 @@ impl Connection {
                     None
                 } else {
                     let fd = Self::one_fd(r, fds)?;
-                    Some(EventFd::from_peer(fd).map_err(|e| proto(r, e.to_string()))?)
+                    sys::set_nonblocking(std::os::fd::AsFd::as_fd(&fd))?;
+                    Some(EventFd::from_owned(fd))
                 };
                 self.set_vring_fd(r, i, fd)?;
                 Ok(Reply::Ack(true))
