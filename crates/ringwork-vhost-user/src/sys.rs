@@ -37,8 +37,15 @@ impl EventFd {
         Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    /// Wraps a descriptor the peer sent (it should be an eventfd; if it is
-    /// not, reads and writes fail with an error, nothing worse).
+    /// Wraps a descriptor the peer sent. It is not checked: frontends send
+    /// eventfds, but User-Mode Linux's call descriptor is not one (it needs
+    /// SIGIO, which eventfds do not raise), so other kinds are served too. The backend makes it non-blocking first. Hazards a
+    /// hostile frontend can cause with a pipe or socket: a write after its
+    /// reader went away raises SIGPIPE (a process serving vhost-user must
+    /// ignore SIGPIPE; the `ringwork` binary does, as Rust programs do by
+    /// default), and one at end of file stays readable, so a worker watching
+    /// it as a kick descriptor wakes without end (burning its own thread's
+    /// CPU, nothing else).
     pub fn from_owned(fd: OwnedFd) -> Self {
         Self(fd)
     }
