@@ -99,6 +99,15 @@ fn drain(sock: &mut UnixStream) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // As the `ringwork` binary does (Rust's default for programs; a libFuzzer
+    // target has no Rust `main`): a socket sent as a call descriptor whose
+    // other end is gone must give EPIPE, not kill the process.
+    static SIGPIPE_IGNORED: std::sync::Once = std::sync::Once::new();
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler
+    // code and touches no memory of ours.
+    SIGPIPE_IGNORED.call_once(|| unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    });
     let mut input = Input(data);
     let Some(dev) = device(input.u8()) else {
         return;
