@@ -1,7 +1,8 @@
 //! Device-type requirements of VIRTIO 1.4 checked through the in-process
 //! fake driver that have no test file of their own: the entropy device
 //! (§5.4). Block and console requirements are in `blk.rs` and
-//! `console.rs`; docs/CONFORMANCE.md maps each MUST to its test.
+//! `console.rs`; docs/CONFORMANCE.md maps each MUST to its test. Also
+//! how the harness reads back a buffer with an empty segment.
 
 use ringwork_device::harness::Harness;
 use ringwork_device::rng::{Rng, MAX_FILL};
@@ -55,5 +56,28 @@ fn entropy_fills_every_buffer_with_random_bytes() {
         assert_eq!((by(a).len(), by(b).len()), (4096, 4096));
         assert_ne!(by(a), by(b), "{format:?}: two buffers got the same bytes");
         assert!(h.broken_queues().is_empty());
+    }
+}
+
+/// An empty writable segment holds nothing, wherever it points: the device
+/// accepts one outside guest memory and fills the buffer's other segment,
+/// and the harness reads the bytes back without touching the empty one.
+#[test]
+fn empty_segment_outside_memory_is_skipped() {
+    use ringwork_device::harness::MEM_SIZE;
+    use ringwork_queue::Segment;
+    for format in FORMATS {
+        let mut h = Harness::new(Rng::new(), format).unwrap();
+        let good = h.put(&[0; 16]);
+        let outside = Segment::new(MEM_SIZE as u64 + 4096, 0);
+        let t = h.submit_segments(0, &[], &[outside, good]).unwrap();
+        h.run().unwrap();
+        let done = h
+            .completed(0)
+            .expect("completed reads only non-empty segments");
+        assert_eq!(done.len(), 1, "{format:?}");
+        assert_eq!(done[0].0, t);
+        assert!(!done[0].1.is_empty() && done[0].1.len() <= 16, "{format:?}");
+        assert!(h.broken_queues().is_empty(), "{format:?}");
     }
 }
