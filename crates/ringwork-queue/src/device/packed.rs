@@ -202,6 +202,13 @@ pub(super) fn push_indirect<M: GuestMemory + ?Sized>(
     Ok(())
 }
 
+/// The flags of a used descriptor: AVAIL and USED equal to the used wrap
+/// counter, and WRITE when the device wrote into the buffer (§2.8.4).
+#[inline]
+fn used_desc_flags(wrap: bool, len: u32) -> u16 {
+    p::used_flags(wrap) | if len > 0 { VIRTQ_DESC_F_WRITE } else { 0 }
+}
+
 /// Completes `batch`: [`add_used_one`] for the common single chain,
 /// [`add_used_many`] otherwise.
 pub(super) fn add_used<M: GuestMemory + ?Sized>(
@@ -237,7 +244,7 @@ fn add_used_one<M: GuestMemory + ?Sized>(
     if (ring.as_ptr() as usize) % 8 != 0 {
         return add_used_many(q, st, mem, &[(t, len)]);
     }
-    let flags = p::used_flags(st.used_wrap) | if len > 0 { VIRTQ_DESC_F_WRITE } else { 0 };
+    let flags = used_desc_flags(st.used_wrap, len);
     let v = u64::from(len) | u64::from(t.id) << 32 | u64::from(flags) << 48;
     ring.store_u64_release(usize::from(st.used_pos) * DESC_SIZE + 8, v)?;
     advance(q.size, &mut st.used_pos, &mut st.used_wrap, t.ring_slots);
@@ -278,9 +285,9 @@ fn add_used_many<M: GuestMemory + ?Sized>(
         ring.write_u16(off + 12, id)?;
         Ok(())
     };
-    let flags =
-        |wrap: bool, len: u32| p::used_flags(wrap) | if len > 0 { VIRTQ_DESC_F_WRITE } else { 0 };
-    // A used descriptor after the batch's first, or alone: length, id and
+    let flags = used_desc_flags;
+    // A used descriptor after the batch's first (one alone goes through
+    // `add_used_one` unless the ring is unaligned): length, id and
     // flags in one release store of the descriptor's last eight bytes (the
     // driver reads the flags first and the rest after them). That store is
     // one atomic access only at an 8-aligned address, which the ring's
@@ -327,11 +334,6 @@ fn add_used_many<M: GuestMemory + ?Sized>(
             if let Some((p0, w0, len0)) = first {
                 ring.store_u16_release(usize::from(p0) * DESC_SIZE + 14, flags(w0, len0))?;
             }
-        }
-        [(t, len)] => {
-            // One entry: length, id and flags in one release store.
-            publish(pos, wrap, t.id, *len)?;
-            advance(size, &mut pos, &mut wrap, t.ring_slots);
         }
         _ => {
             // Write every entry; publish the first one's flags last so the
