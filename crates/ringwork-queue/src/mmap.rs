@@ -303,6 +303,29 @@ impl Dma for GuestMemoryMmap {
 mod tests {
     use super::*;
 
+    /// `write_bytes_if_changed` does not store when nothing changes: on a
+    /// read-only page a store would fault and end the test process.
+    #[test]
+    fn unchanged_bytes_are_not_stored() {
+        let r = MmapRegion::anonymous(PAGE).unwrap();
+        let hdr = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+        r.as_slice().write_bytes(116, &hdr).unwrap();
+        r.as_slice().write_bytes(300, &[7; 5]).unwrap();
+        // SAFETY: the region's own page-aligned mapping of PAGE bytes
+        // (`skip` is 0 for an anonymous mapping); made writable again
+        // before it is unmapped.
+        let rc = unsafe { libc::mprotect(r.ptr.cast(), PAGE, libc::PROT_READ) };
+        assert_eq!(rc, 0);
+        let s = r.as_slice();
+        assert_eq!(s.write_bytes_if_changed(116, &hdr), Ok(false));
+        assert_eq!(s.write_bytes_if_changed(300, &[7; 5]), Ok(false));
+        // SAFETY: as above.
+        let rc = unsafe { libc::mprotect(r.ptr.cast(), PAGE, libc::PROT_READ | libc::PROT_WRITE) };
+        assert_eq!(rc, 0);
+        assert_eq!(s.write_bytes_if_changed(300, &[7, 7, 7, 7, 8]), Ok(true));
+        assert_eq!(s.read_u8(304), Ok(8));
+    }
+
     #[test]
     fn regions_translate_and_refuse() {
         let mut m = GuestMemoryMmap::new();

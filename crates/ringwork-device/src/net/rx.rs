@@ -281,8 +281,10 @@ impl RxWorker {
         let burst = self.ready.get_mut(..want).unwrap_or_default();
         self.ready_len = 0;
         self.ready_len = q.pop_burst(burst)?;
+        // The frame's lines for writing; not the header's, which
+        // `fill_one` stores only when it changed.
         for c in self.ready.get(..self.ready_len).unwrap_or_default() {
-            c.prefetch(q.mem(), PREFETCH_LEN, true);
+            c.prefetch_at(q.mem(), self.hdr_len, PREFETCH_LEN, true);
         }
         Ok(())
     }
@@ -297,7 +299,7 @@ impl RxWorker {
         let token = chain.token();
         // One segment holding it all (the usual buffer): one translation.
         let fast = chain.writable_window(q.mem(), need).is_some_and(|w| {
-            w.write_bytes(0, &hdr[..self.hdr_len]).is_ok()
+            w.write_bytes_if_changed(0, &hdr[..self.hdr_len]).is_ok()
                 && w.write_bytes(self.hdr_len, &p.data).is_ok()
         });
         if !fast {

@@ -248,6 +248,21 @@ impl DescChain {
     /// when the segment is not in `mem`.
     #[inline]
     pub fn prefetch<M: GuestMemory + ?Sized>(&self, mem: &M, len: usize, write: bool) {
+        self.prefetch_at(mem, 0, len, write);
+    }
+
+    /// [`Self::prefetch`] of the segment's bytes from `offset` on. A
+    /// receive path skips the virtio-net header this way: fetching its line
+    /// for writing would take it from the driver's cache even when the
+    /// header is not rewritten (see [`MemSlice::write_bytes_if_changed`]).
+    #[inline]
+    pub fn prefetch_at<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+        offset: usize,
+        len: usize,
+        write: bool,
+    ) {
         let first = if write {
             self.first_writable()
         } else {
@@ -256,9 +271,11 @@ impl DescChain {
         let Some(seg) = first else {
             return;
         };
-        let len = len.min(seg.len as usize).min(crate::mem::PREFETCH_MAX);
-        if let Some(s) = mem.slice(seg.addr, len) {
-            s.prefetch(0, len, write);
+        let end = offset
+            .saturating_add(len.min(crate::mem::PREFETCH_MAX))
+            .min(seg.len as usize);
+        if let Some(s) = mem.slice(seg.addr, end) {
+            s.prefetch(offset, end.saturating_sub(offset), write);
         }
     }
 
