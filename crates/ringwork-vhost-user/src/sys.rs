@@ -43,9 +43,9 @@ impl EventFd {
     /// hostile frontend can cause with a pipe or socket: a write after its
     /// reader went away raises SIGPIPE (a process serving vhost-user must
     /// ignore SIGPIPE; the `ringwork` binary does, as Rust programs do by
-    /// default), and one at end of file stays readable, so a worker watching
-    /// it as a kick descriptor wakes without end (burning its own thread's
-    /// CPU, nothing else).
+    /// default), and one at end of file stays readable: [`Self::drain`]
+    /// reports that as an error, and a worker that sees it on a kick
+    /// descriptor stops watching it instead of waking without end.
     pub fn from_owned(fd: OwnedFd) -> Self {
         Self(fd)
     }
@@ -73,7 +73,10 @@ impl EventFd {
     }
 
     /// Reads and clears the counter; `Ok(0)` when it was zero (the fd is
-    /// non-blocking) or when the descriptor is not readable that way.
+    /// non-blocking) or when a descriptor of another kind gave fewer than 8
+    /// bytes. A descriptor at end of file (a pipe or socket whose writer
+    /// is gone, which stays readable for ever) gives an error of kind
+    /// [`io::ErrorKind::UnexpectedEof`].
     pub fn drain(&self) -> io::Result<u64> {
         let mut v: u64 = 0;
         // SAFETY: reads at most 8 bytes into a valid local u64.
@@ -91,7 +94,13 @@ impl EventFd {
         if r < 0 && e.kind() == io::ErrorKind::WouldBlock {
             return Ok(0);
         }
-        if r >= 0 {
+        if r == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "end of file on a notification descriptor",
+            ));
+        }
+        if r > 0 {
             return Ok(0);
         }
         Err(e)

@@ -58,6 +58,9 @@ pub(crate) struct Group {
     pub failed: Arc<AtomicBool>,
     /// How long to poll the rings after processing before sleeping.
     poll: PollPolicy,
+    /// Times the thread woke from `epoll_wait` (tests look for spinning).
+    #[cfg(test)]
+    wakeups: std::sync::atomic::AtomicU64,
 }
 
 impl Group {
@@ -80,6 +83,8 @@ impl Group {
             stop: AtomicBool::new(false),
             failed,
             poll,
+            #[cfg(test)]
+            wakeups: std::sync::atomic::AtomicU64::new(0),
         });
         g.epoll.add(g.wake.as_raw_fd(), WAKE)?;
         Ok(g)
@@ -198,6 +203,8 @@ impl Group {
                 tracing::error!("worker epoll failed: {e}");
                 return;
             }
+            #[cfg(test)]
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
             window = self.poll.next_window(window, last_work.elapsed());
             // Drain the wake eventfd before looking at `stop`: `shutdown`
             // sets `stop` and then signals, so a signal drained here is
@@ -213,14 +220,24 @@ impl Group {
             tracing::trace!(?ready, "worker woke");
             let mut st = self.lock();
             // Reset the kick eventfds that fired (tokens below DEVICE_FD
-            // are queue indices); the others are not read.
+            // are queue indices); the others are not read. A kick
+            // descriptor that cannot be read (a pipe or socket at end of
+            // file, which stays readable for ever) is no longer watched:
+            // otherwise this thread would wake without end. The queue
+            // then runs on other wake-ups only, until a new SET_VRING_KICK.
             for f in &st.fds {
                 if let Some(k) = f
                     .kick
                     .as_ref()
                     .filter(|_| ready.contains(&u64::from(f.index)))
                 {
-                    let _ = k.drain();
+                    if let Err(e) = k.drain() {
+                        tracing::warn!(
+                            queue = f.index,
+                            "kick descriptor unreadable ({e}): no longer watched"
+                        );
+                        self.epoll.remove(k.as_raw_fd());
+                    }
                 }
             }
             self.process(&mut st, false);
@@ -348,6 +365,39 @@ mod tests {
     /// `backend_messages` fuzz target). The race window is small, so the
     /// sequence runs many times; a thread that does not end in time fails
     /// the test instead of hanging it.
+    /// A kick descriptor at end of file (here a pipe whose writer is
+    /// gone, as a hostile frontend can send) is readable for ever; the
+    /// thread must stop watching it instead of waking without end.
+    #[test]
+    fn kick_descriptor_at_end_of_file_is_not_watched_for_ever() {
+        let g = Group::new(
+            Arc::new(Memory::new()),
+            Arc::new(AtomicBool::new(false)),
+            PollPolicy::fixed(Duration::ZERO),
+        )
+        .unwrap();
+        let (rd, wr) = std::io::pipe().unwrap();
+        let rd = std::os::fd::OwnedFd::from(rd);
+        // As the backend treats a descriptor the frontend sends.
+        crate::sys::set_nonblocking(std::os::fd::AsFd::as_fd(&rd)).unwrap();
+        let kick = Arc::new(EventFd::from_owned(rd));
+        g.watch_kick(0, &kick).unwrap();
+        g.lock().fds.push(QueueFds {
+            index: 0,
+            kick: Some(kick.clone()),
+            err: None,
+        });
+        let t = g.spawn("test-eof".into()).unwrap();
+        drop(wr);
+        std::thread::sleep(Duration::from_millis(300));
+        let n = g.wakeups.load(Ordering::Relaxed);
+        g.shutdown();
+        t.join().unwrap();
+        // Once for the end of file, once more at most (shutdown's wake is
+        // after the read); a thread spinning on it wakes thousands of times.
+        assert!(n <= 2, "the worker woke {n} times on a kick at end of file");
+    }
+
     #[test]
     fn shutdown_right_after_a_wake_always_ends_the_thread() {
         for i in 0..2000u64 {
