@@ -305,6 +305,10 @@ fn add_used_many<M: GuestMemory + ?Sized>(
         }
         Ok(())
     };
+    // The batch's first used descriptor, where the driver polls, is
+    // published last and whole, in one store where possible: not its
+    // length and id first and its flags at the end, which let the
+    // driver's polling reads in between move its line across twice.
     let (first_pos, first_wrap) = (st.used_pos, st.used_wrap);
     let (mut pos, mut wrap) = (st.used_pos, st.used_wrap);
     match batch {
@@ -318,38 +322,34 @@ fn add_used_many<M: GuestMemory + ?Sized>(
             // The caller checked the slots against the entries in flight,
             // so they are at most the queue size: one lap at most.
             let (mut run_pos, mut run_wrap) = (pos, wrap);
-            let mut first: Option<(u16, bool, u32)> = None;
+            let mut first: Option<(u16, bool, u16, u32)> = None;
             for (i, &(t, len)) in batch.iter().enumerate() {
                 advance(size, &mut pos, &mut wrap, t.ring_slots);
                 if i + 1 == batch.len() || len != t.capacity {
                     if first.is_none() {
-                        write(run_pos, t.id, len)?;
-                        first = Some((run_pos, run_wrap, len));
+                        first = Some((run_pos, run_wrap, t.id, len));
                     } else {
                         publish(run_pos, run_wrap, t.id, len)?;
                     }
                     (run_pos, run_wrap) = (pos, wrap);
                 }
             }
-            if let Some((p0, w0, len0)) = first {
-                ring.store_u16_release(usize::from(p0) * DESC_SIZE + 14, flags(w0, len0))?;
+            if let Some((p0, w0, id0, len0)) = first {
+                publish(p0, w0, id0, len0)?;
             }
         }
         _ => {
-            // Write every entry; publish the first one's flags last so the
-            // driver sees the whole batch at once.
+            // Write every entry; publish the first one last so the driver
+            // sees the whole batch at once.
             for (i, &(t, len)) in batch.iter().enumerate() {
-                if i == 0 {
-                    write(pos, t.id, len)?;
-                } else {
+                if i > 0 {
                     publish(pos, wrap, t.id, len)?;
                 }
                 advance(size, &mut pos, &mut wrap, t.ring_slots);
             }
-            ring.store_u16_release(
-                usize::from(first_pos) * DESC_SIZE + 14,
-                flags(first_wrap, batch[0].1),
-            )?;
+            if let Some(&(t0, len0)) = batch.first() {
+                publish(first_pos, first_wrap, t0.id, len0)?;
+            }
         }
     }
     st.used_pos = pos;
