@@ -224,7 +224,9 @@ impl Group {
             // descriptor that cannot be read (a pipe or socket at end of
             // file, which stays readable for ever) is no longer watched:
             // otherwise this thread would wake without end. The queue
-            // then runs on other wake-ups only, until a new SET_VRING_KICK.
+            // then runs on other wake-ups only, until a new SET_VRING_KICK
+            // (a restart of the queue watches the same descriptor again,
+            // and it is dropped again at its first wake).
             for f in &st.fds {
                 if let Some(k) = f
                     .kick
@@ -358,14 +360,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// A wake just before `shutdown` (an in-band VRING_KICK, then the
-    /// connection closing) must not leave the thread asleep: it once
-    /// drained shutdown's signal after having seen `stop` unset, and the
-    /// connection's drop then waited forever in `join` (found by the
-    /// `backend_messages` fuzz target). The race window is small, so the
-    /// sequence runs many times; a thread that does not end in time fails
-    /// the test instead of hanging it.
-    /// A kick descriptor at end of file (here a pipe whose writer is
+    /// A kick descriptor at end of file (here a socket whose peer is
     /// gone, as a hostile frontend can send) is readable for ever; the
     /// thread must stop watching it instead of waking without end.
     #[test]
@@ -376,7 +371,7 @@ mod tests {
             PollPolicy::fixed(Duration::ZERO),
         )
         .unwrap();
-        let (rd, wr) = std::io::pipe().unwrap();
+        let (rd, wr) = std::os::unix::net::UnixStream::pair().unwrap();
         let rd = std::os::fd::OwnedFd::from(rd);
         // As the backend treats a descriptor the frontend sends.
         crate::sys::set_nonblocking(std::os::fd::AsFd::as_fd(&rd)).unwrap();
@@ -398,6 +393,13 @@ mod tests {
         assert!(n <= 2, "the worker woke {n} times on a kick at end of file");
     }
 
+    /// A wake just before `shutdown` (an in-band VRING_KICK, then the
+    /// connection closing) must not leave the thread asleep: it once
+    /// drained shutdown's signal after having seen `stop` unset, and the
+    /// connection's drop then waited forever in `join` (found by the
+    /// `backend_messages` fuzz target). The race window is small, so the
+    /// sequence runs many times; a thread that does not end in time fails
+    /// the test instead of hanging it.
     #[test]
     fn shutdown_right_after_a_wake_always_ends_the_thread() {
         for i in 0..2000u64 {

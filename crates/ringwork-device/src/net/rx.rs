@@ -298,6 +298,11 @@ impl RxWorker {
         let need = self.hdr_len + p.data.len();
         let token = chain.token();
         // One segment holding it all (the usual buffer): one translation.
+        // The header is stored only when the buffer does not already hold
+        // it, which reads 12 bytes of a device-writable buffer: a
+        // deliberate exception to VIRTIO 1.4 §2.7.5.1 / §2.8.15's SHOULD
+        // NOT (docs/CONFORMANCE.md), to leave the line shared with the
+        // driver (docs/PERFORMANCE.md).
         let fast = chain.writable_window(q.mem(), need).is_some_and(|w| {
             w.write_bytes_if_changed(0, &hdr[..self.hdr_len]).is_ok()
                 && w.write_bytes(self.hdr_len, &p.data).is_ok()

@@ -228,7 +228,8 @@ pub(super) fn add_used<M: GuestMemory + ?Sized>(
 /// One used descriptor (a token whose slot count is in range): length, id
 /// and flags in one release store at an 8-aligned ring, as
 /// [`add_used_many`] publishes its descriptors; an in-order violation or an
-/// unaligned ring goes the general way.
+/// unaligned ring (or a target without 64-bit atomics) goes the general
+/// way.
 #[inline]
 fn add_used_one<M: GuestMemory + ?Sized>(
     q: &Core,
@@ -241,7 +242,8 @@ fn add_used_one<M: GuestMemory + ?Sized>(
         return add_used_many(q, st, mem, &[(t, len)]);
     }
     let ring = q.area(mem, RingArea::Descriptors, p::desc_ring_size(q.size))?;
-    if (ring.as_ptr() as usize) % 8 != 0 {
+    // One atomic store needs 64-bit atomics and an 8-aligned ring.
+    if !cfg!(target_has_atomic = "64") || (ring.as_ptr() as usize) % 8 != 0 {
         return add_used_many(q, st, mem, &[(t, len)]);
     }
     let flags = used_desc_flags(st.used_wrap, len);
@@ -291,9 +293,10 @@ fn add_used_many<M: GuestMemory + ?Sized>(
     // flags in one release store of the descriptor's last eight bytes (the
     // driver reads the flags first and the rest after them). That store is
     // one atomic access only at an 8-aligned address, which the ring's
-    // 16-byte alignment (checked at setup) gives in any sane mapping;
-    // otherwise length and id first, then the flags with release.
-    let atomic8 = (ring.as_ptr() as usize) % 8 == 0;
+    // 16-byte alignment (checked at setup) gives in any sane mapping, and
+    // on a target with 64-bit atomics; otherwise length and id first, then
+    // the flags with release.
+    let atomic8 = cfg!(target_has_atomic = "64") && (ring.as_ptr() as usize) % 8 == 0;
     let publish = |pos: u16, wrap: bool, id: u16, len: u32| -> Result<(), DeviceQueueError> {
         let off = usize::from(pos) * DESC_SIZE;
         if atomic8 {
