@@ -311,9 +311,9 @@ mod tests {
         let hdr = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
         r.as_slice().write_bytes(116, &hdr).unwrap();
         r.as_slice().write_bytes(300, &[7; 5]).unwrap();
-        // SAFETY: the region's own page-aligned mapping of PAGE bytes
-        // (`skip` is 0 for an anonymous mapping); made writable again
-        // before it is unmapped.
+        // The region's own page-aligned mapping of PAGE bytes (`skip` is 0
+        // for an anonymous mapping), made writable again before it is unmapped.
+        // SAFETY: changes only the protection of memory this region owns.
         let rc = unsafe { libc::mprotect(r.ptr.cast(), PAGE, libc::PROT_READ) };
         assert_eq!(rc, 0);
         let s = r.as_slice();
