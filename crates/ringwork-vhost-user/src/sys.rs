@@ -39,8 +39,9 @@ impl EventFd {
 
     /// Wraps a descriptor the peer sent. It is not checked: frontends send
     /// eventfds, but User-Mode Linux's call descriptor is not one (it needs
-    /// SIGIO, which eventfds do not raise), so other kinds are served too. The backend makes it non-blocking first. Hazards a
-    /// hostile frontend can cause with a pipe or socket: a write after its
+    /// SIGIO, which eventfds do not raise), so other kinds are served too.
+    /// The backend makes it non-blocking first. Hazards a hostile frontend
+    /// can cause with a pipe or socket: a write after its
     /// reader went away raises SIGPIPE (a process serving vhost-user must
     /// ignore SIGPIPE; the `ringwork` binary does, as Rust programs do by
     /// default), and one at end of file stays readable: [`Self::drain`]

@@ -233,7 +233,10 @@ impl Group {
                     .as_ref()
                     .filter(|_| ready.contains(&u64::from(f.index)))
                 {
-                    if let Err(e) = k.drain() {
+                    if let Err(e) = k.drain().or_else(|e| match e.kind() {
+                        std::io::ErrorKind::Interrupted => Ok(0),
+                        _ => Err(e),
+                    }) {
                         tracing::warn!(
                             queue = f.index,
                             "kick descriptor unreadable ({e}): no longer watched"

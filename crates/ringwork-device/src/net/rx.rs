@@ -281,8 +281,9 @@ impl RxWorker {
         let burst = self.ready.get_mut(..want).unwrap_or_default();
         self.ready_len = 0;
         self.ready_len = q.pop_burst(burst)?;
-        // The frame's lines for writing; not the header's, which
-        // `fill_one` stores only when it changed.
+        // For writing, the lines from the frame's first byte on: the
+        // header's line only when the frame shares it (`fill_one` stores
+        // the header only when it changed).
         for c in self.ready.get(..self.ready_len).unwrap_or_default() {
             c.prefetch_at(q.mem(), self.hdr_len, PREFETCH_LEN, true);
         }

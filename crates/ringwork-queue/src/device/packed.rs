@@ -288,8 +288,8 @@ fn add_used_many<M: GuestMemory + ?Sized>(
         Ok(())
     };
     let flags = used_desc_flags;
-    // A used descriptor after the batch's first (one alone goes through
-    // `add_used_one` unless the ring is unaligned): length, id and
+    // A used descriptor (one alone comes here only when `add_used_one`
+    // passes it on): length, id and
     // flags in one release store of the descriptor's last eight bytes (the
     // driver reads the flags first and the rest after them). That store is
     // one atomic access only at an 8-aligned address, which the ring's
