@@ -250,6 +250,24 @@ fn wrong_payload_size_closes_the_connection() {
 }
 
 #[test]
+fn inband_kick_without_the_protocol_feature_closes_the_connection() {
+    let mut s = start("inband");
+    let _r = setup(&mut s, RingFormat::Split);
+    // VRING_KICK (35) is only part of the protocol once INBAND_NOTIFICATIONS
+    // is negotiated, which this backend never offers.
+    let index_and_num = [0u8; 8];
+    s.fe.send_raw(Request::VRING_KICK, 0, &index_and_num, &[])
+        .unwrap();
+    // The next request finds the connection closed (a backend that took
+    // the kick would answer it).
+    assert!(
+        s.fe.get_features().is_err(),
+        "the in-band kick was accepted"
+    );
+    expect_closed(s);
+}
+
+#[test]
 fn bad_version_closes_the_connection() {
     let s = start("version");
     // flags version 2 (VERSION is or'ed in by send_raw: 1 | 2 = 3).
