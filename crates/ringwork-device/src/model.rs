@@ -380,6 +380,22 @@ impl<'a> QueueCtx<'a> {
         Ok(self.pop_into(&mut c)?.then_some(c))
     }
 
+    /// Gives the last chains popped back to the ring unused
+    /// ([`DeviceQueue::give_back`]): `Ok(false)`, changing nothing, when
+    /// the host keeps an in-flight record or has chains to resubmit (their
+    /// record would have to be rewound too); the caller then completes the
+    /// chains instead.
+    pub fn give_back(&mut self, tokens: &[UsedToken]) -> Result<bool, DeviceError> {
+        if self.q.inflight.is_some() || !self.q.resubmit.is_empty() {
+            return Ok(false);
+        }
+        self.q
+            .queue
+            .give_back(tokens)
+            .map(|()| true)
+            .map_err(|e| self.err(e))
+    }
+
     /// Completes a chain with `len` bytes written. The notification is
     /// sent by [`Self::signal`] (or [`QueueSet::signal_all`]).
     pub fn add_used(&mut self, token: UsedToken, len: u32) -> Result<(), DeviceError> {

@@ -108,7 +108,7 @@ pub(super) struct RxWorker {
     /// Receive buffers popped ahead, `ready[ready_at..ready_len]`, for the
     /// frames in hand: all of a burst are prefetched for writing before the
     /// first is filled (their lines are in the driver's cache). Given back
-    /// empty by `quiesce` if unused.
+    /// to the ring by `quiesce` if unused.
     ready: Vec<DescChain>,
     ready_at: usize,
     ready_len: usize,
@@ -490,9 +490,11 @@ impl QueueWorker for RxWorker {
         q.signal()
     }
 
-    /// Gives back the buffers of a half-delivered frame and the buffers
-    /// popped ahead and not filled (used length 0, so the driver drops
-    /// them) and forgets the frames held.
+    /// Gives the buffers of a half-delivered frame and the buffers popped
+    /// ahead and not filled back to the ring unused (the driver's position
+    /// goes back to them, [`QueueCtx::give_back`]), and forgets the frames
+    /// held. Where the ring cannot take them back (an in-flight record is
+    /// kept), they are completed with used length 0, which the driver drops.
     fn quiesce(&mut self, qs: &mut QueueSet<'_>) -> Result<(), DeviceError> {
         let held = usize::from(self.pending.take().is_some()) + self.inbox.len();
         self.inbox.clear();
@@ -508,11 +510,26 @@ impl QueueWorker for RxWorker {
             (self.ready_at, self.ready_len) = (0, 0);
             return Ok(());
         };
-        self.batch
-            .extend(self.partial.drain(..).map(|(c, _)| (c.token(), 0)));
-        self.batch.extend(ready.iter().map(|c| (c.token(), 0)));
+        // Popped in this order: the partial frame's buffers, then the ones
+        // ahead; everything popped before them is in `batch`.
+        let unused: Vec<UsedToken> = self
+            .partial
+            .drain(..)
+            .map(|(c, _)| c.token())
+            .chain(ready.iter().map(|c| c.token()))
+            .collect();
         (self.ready_at, self.ready_len) = (0, 0);
         self.flush(&mut q)?;
+        match q.give_back(&unused) {
+            Ok(true) => {}
+            given => {
+                if let Err(e) = given {
+                    tracing::warn!("virtio-net rx: buffers not given back: {e}");
+                }
+                self.batch.extend(unused.iter().map(|&t| (t, 0)));
+                self.flush(&mut q)?;
+            }
+        }
         q.signal()
     }
 }

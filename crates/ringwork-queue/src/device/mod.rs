@@ -398,6 +398,83 @@ impl DeviceQueue {
         }
     }
 
+    /// Gives the last chains popped back to the ring unused: the available
+    /// position goes back to where the first of `tokens` was popped, so the
+    /// next pop returns the same chains again (and a saved
+    /// [`Self::position`] no longer counts them as taken). For a device
+    /// that stops with buffers popped ahead of need: a buffer it never used
+    /// stays the driver's available buffer instead of coming back as used
+    /// with nothing written (which a network driver counts as an error).
+    ///
+    /// `tokens` must be the most recent chains popped, in the order they
+    /// were popped, none of them completed; anything else is refused with
+    /// [`DeviceQueueError::Usage`] and changes nothing (the queue is not
+    /// marked broken: this is the caller's mistake, not the driver's).
+    pub fn give_back(&mut self, tokens: &[UsedToken]) -> Result<(), DeviceQueueError> {
+        let Some(first) = tokens.first() else {
+            return Ok(());
+        };
+        let size = self.core.size;
+        let units: u32 = match self.ring {
+            Ring::Split(_) => tokens.len() as u32,
+            Ring::Packed(_) => tokens.iter().map(|t| u32::from(t.ring_slots)).sum(),
+        };
+        if units > self.in_flight {
+            return Err(DeviceQueueError::Usage(
+                "more chains given back than popped",
+            ));
+        }
+        match &mut self.ring {
+            Ring::Split(st) => {
+                let mut seq = first.seq;
+                for t in tokens {
+                    if t.seq != seq {
+                        return Err(DeviceQueueError::Usage(
+                            "chains given back not in pop order",
+                        ));
+                    }
+                    seq = seq.wrapping_add(1);
+                }
+                if seq != st.next_avail {
+                    return Err(DeviceQueueError::Usage(
+                        "chains given back not the last popped",
+                    ));
+                }
+                st.next_avail = first.seq;
+            }
+            Ring::Packed(st) => {
+                // At most one lap back (`units` <= in flight <= size): the
+                // first chain was popped in the previous lap exactly when
+                // walking forward from it crosses the end of the ring.
+                if first.seq >= size {
+                    return Err(DeviceQueueError::Usage("token from another queue"));
+                }
+                let start_wrap = if u32::from(first.seq) + units >= u32::from(size) {
+                    !st.avail_wrap
+                } else {
+                    st.avail_wrap
+                };
+                let (mut pos, mut wrap) = (first.seq, start_wrap);
+                for t in tokens {
+                    if t.seq != pos || t.ring_slots == 0 || t.ring_slots > size {
+                        return Err(DeviceQueueError::Usage(
+                            "chains given back not in pop order",
+                        ));
+                    }
+                    packed::advance(size, &mut pos, &mut wrap, t.ring_slots);
+                }
+                if (pos, wrap) != (st.avail_pos, st.avail_wrap) {
+                    return Err(DeviceQueueError::Usage(
+                        "chains given back not the last popped",
+                    ));
+                }
+                (st.avail_pos, st.avail_wrap) = (first.seq, start_wrap);
+            }
+        }
+        self.in_flight -= units;
+        Ok(())
+    }
+
     /// Completes a chain: `len` bytes were written into its writable part
     /// (VIRTIO 1.4 §2.7.8 / §2.8.4).
     pub fn add_used<M: GuestMemory + ?Sized>(
