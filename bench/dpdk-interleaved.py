@@ -2,23 +2,34 @@
 # Part of ringwork: docs/PERFORMANCE.md, "virtio-net: ringwork vs DPDK". Needs dpdk-testpmd
 # (package dpdk) and `cargo build --release -p ringwork-cli`.
 #
-# Our device and the DPDK<->DPDK pair, set up side by side and run in turns of a few
-# seconds, so that both are measured under the same conditions of this shared VM (the
-# DPDK pair alone moves between about 5.5 and 10.5 Mpps from one run to the next).
+# One of our sides and the DPDK<->DPDK pair, set up side by side and run in turns of a few
+# seconds, so that both are measured under the same conditions of this shared VM (the DPDK
+# pair alone moves between about 5.3 and 11.5 Mpps from one 2-second turn to the next).
 #
-#   cpu0: ringwork serve net --loopback (polling)    | DPDK vhost PMD testpmd (io fwd)
-#   cpu1: DPDK virtio-user testpmd "A" -> ours        | DPDK virtio-user testpmd "C" -> vhost
+# side "device":
+#   cpu0: ringwork serve net --loopback (polling)   | DPDK vhost PMD testpmd "B" (io fwd)
+#   cpu1: DPDK virtio-user testpmd "A" -> ours       | DPDK virtio-user testpmd "C" -> B
+#   measured: Rx-pps of the virtio-user testpmd (A or C)
+# side "driver":
+#   cpu0: DPDK vhost PMD testpmd "D" (io fwd)        | DPDK vhost PMD testpmd "B" (io fwd)
+#   cpu1: ringwork bench net -> D (busy-polling)     | DPDK virtio-user testpmd "C" -> B
+#   measured: Rx-pps of the vhost testpmd (D or B)
 #
-# Only one pair forwards at a time: testpmd's `stop` parks its forwarding lcore, and our
-# device's worker goes to sleep once its polling window passes with nothing to do. Each turn
-# starts with `tx_first 32` (what rings cannot hold is dropped, as in the first turn), and
-# testpmd runs with --no-flush-rx so that `start` keeps what is in flight. Each turn reads the virtio-user side's Rx-pps over the turn (after a short warm-up), from testpmd's
-# `show port stats`, which times the interval between two calls itself.
+# Only one pair forwards at a time: testpmd's `stop` parks its forwarding lcore, our
+# device's worker goes to sleep once its polling window passes with nothing to do, and our
+# driver runs as one `ringwork bench net` per turn. Each turn starts with `tx_first 32`
+# (from the vhost side in DPDK turns, from the virtio-user side against our device) or
+# bench's default injection of 32 bursts of 32 (what rings cannot hold is dropped), and
+# testpmd runs with --no-flush-rx so that `start` keeps what is in flight. After a warm-up
+# (0.5 s; 1 s for our driver, which includes starting `bench` and connecting) each turn
+# reads Rx-pps over SECONDS from testpmd's `show port stats`, which times the interval
+# between two calls itself.
 #
-# usage: dpdk-device-interleaved.py PACKED(0|1) TURNS SECONDS [serve options...]
-#   A_A=1 in the environment puts a second DPDK vhost PMD in our device's place (calibration).
-#   prints one line per pair of turns and the median of the ratios of each of our turns to
-#   the mean of its two DPDK neighbours.
+# usage: dpdk-interleaved.py device|driver PACKED(0|1) TURNS SECONDS [serve options...]
+#   A_A=1 in the environment puts DPDK in our place (a second vhost PMD for the device side,
+#   a second virtio-user testpmd for the driver side): a calibration of the method.
+#   Prints one line per pair of turns, then the median of the ratios of each of our turns
+#   to the mean of its two DPDK neighbours, with a 95% bootstrap interval.
 import os
 import random
 import re

@@ -149,8 +149,8 @@ pub trait QueueWorker: Send {
     fn process(&mut self, queues: &mut QueueSet<'_>) -> Result<(), DeviceError>;
     /// The queues are about to stop (GET_VRING_BASE, reset, disconnect):
     /// finish or abandon in-flight work so that every popped chain has been
-    /// completed. Default: nothing is ever left in flight between calls to
-    /// [`Self::process`].
+    /// completed or given back unused ([`QueueCtx::give_back`]). Default:
+    /// nothing is ever left in flight between calls to [`Self::process`].
     fn quiesce(&mut self, queues: &mut QueueSet<'_>) -> Result<(), DeviceError> {
         let _ = queues;
         Ok(())

@@ -43,11 +43,12 @@ fn given_back_chains_are_popped_again_and_the_position_rewinds() {
             };
             let (mut drv, mut dev) = pair(&mem, format, 8, f);
             let mut t = 0u32;
-            // Enough rounds of 1 + 2 + 1 descriptors that the packed ring
-            // wraps several times, with chains given back on both sides of
-            // its end.
+            // Rounds of 1 + 2 + 2 descriptors in a ring of 8: the packed
+            // ring wraps many times, and the chains given back (4
+            // descriptors) cross its end in some rounds, one of them split
+            // over its last and first slot in others.
             for round in 0..25 {
-                for segs in [1, 2, 1] {
+                for segs in [1, 2, 2] {
                     add(&mut drv, t, segs);
                     t += 1;
                 }
@@ -89,7 +90,7 @@ fn give_back_refuses_chains_that_are_not_the_last_popped() {
             add(&mut drv, t, 1);
         }
         let c: Vec<_> = (0..3).map(|_| dev.pop(&mem).unwrap().unwrap()).collect();
-        let pos = dev.position();
+        let (pos, in_flight) = (dev.position(), dev.in_flight());
         let usage = |r: Result<(), DeviceQueueError>| matches!(r, Err(DeviceQueueError::Usage(_)));
         // Not the last one popped.
         assert!(usage(dev.give_back(&[c[1].token()])), "{format:?}");
@@ -98,6 +99,7 @@ fn give_back_refuses_chains_that_are_not_the_last_popped() {
         // A gap.
         assert!(usage(dev.give_back(&[c[0].token(), c[2].token()])));
         assert_eq!(dev.position(), pos, "refusals change nothing");
+        assert_eq!(dev.in_flight(), in_flight);
         assert!(!dev.is_broken());
         // A completed chain is no longer in flight.
         dev.add_used(&mem, c[0].token(), 0).unwrap();
@@ -111,5 +113,12 @@ fn give_back_refuses_chains_that_are_not_the_last_popped() {
         assert_eq!(dev.in_flight(), 0);
         assert!(usage(dev.give_back(&[c[2].token()])));
         dev.give_back(&[]).unwrap();
+        // A broken queue takes nothing back.
+        let c = dev.pop(&mem).unwrap().unwrap();
+        dev.mark_broken();
+        assert!(matches!(
+            dev.give_back(&[c.token()]),
+            Err(DeviceQueueError::Broken)
+        ));
     }
 }

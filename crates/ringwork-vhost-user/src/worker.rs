@@ -396,8 +396,9 @@ mod tests {
         assert!(n <= 2, "the worker woke {n} times on a kick at end of file");
     }
 
-    /// A wake just before `shutdown` (an in-band VRING_KICK, then the
-    /// connection closing) must not leave the thread asleep: it once
+    /// A wake just before `shutdown` (an in-band VRING_KICK, which the
+    /// backend accepted at the time, then the connection closing) must
+    /// not leave the thread asleep: it once
     /// drained shutdown's signal after having seen `stop` unset, and the
     /// connection's drop then waited forever in `join` (found by the
     /// `backend_messages` fuzz target). The race window is small, so the

@@ -524,7 +524,10 @@ impl QueueWorker for RxWorker {
             Ok(true) => {}
             given => {
                 if let Err(e) = given {
-                    tracing::warn!("virtio-net rx: buffers not given back: {e}");
+                    // (A broken queue refuses the completions below as well.)
+                    if !q.queue().is_broken() {
+                        tracing::warn!("virtio-net rx: buffers not given back: {e}");
+                    }
                 }
                 self.batch.extend(unused.iter().map(|&t| (t, 0)));
                 self.flush(&mut q)?;

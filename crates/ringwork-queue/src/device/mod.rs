@@ -406,11 +406,20 @@ impl DeviceQueue {
     /// stays the driver's available buffer instead of coming back as used
     /// with nothing written (which a network driver counts as an error).
     ///
-    /// `tokens` must be the most recent chains popped, in the order they
-    /// were popped, none of them completed; anything else is refused with
-    /// [`DeviceQueueError::Usage`] and changes nothing (the queue is not
-    /// marked broken: this is the caller's mistake, not the driver's).
+    /// `tokens` must be the tokens of the most recent chains popped (from a
+    /// pop, not rebuilt with [`Self::inflight_token`] or [`Self::chain_at`]),
+    /// in the order they were popped, none of them completed. Tokens out of
+    /// order, with a gap, not ending at the last chain popped, or more than
+    /// are in flight are refused with [`DeviceQueueError::Usage`], changing
+    /// nothing (the queue is not marked broken: this is the caller's
+    /// mistake, not the driver's). A chain among the last popped that was
+    /// already completed is the caller's duty to leave out: the queue keeps
+    /// no record per chain and does not see it (the chain would be popped
+    /// and completed twice). On a broken queue: [`DeviceQueueError::Broken`].
     pub fn give_back(&mut self, tokens: &[UsedToken]) -> Result<(), DeviceQueueError> {
+        if self.broken {
+            return Err(DeviceQueueError::Broken);
+        }
         let Some(first) = tokens.first() else {
             return Ok(());
         };
