@@ -21,16 +21,8 @@ fn feats(event_idx: bool) -> QueueFeatures {
     }
 }
 
-fn pair(
-    mem: &TestMemory,
-    format: RingFormat,
-    size: u16,
-    f: QueueFeatures,
-) -> (DriverQueue<&TestMemory, u32>, DeviceQueue) {
-    let drv = DriverQueue::new(mem, DriverQueueConfig::new(format, size, f)).unwrap();
-    let dev = DeviceQueue::new(format, size, drv.addresses(), f).unwrap();
-    (drv, dev)
-}
+mod common;
+use common::pair;
 
 /// Adds one 1-segment writable buffer; the device pops and completes it.
 fn one_round(

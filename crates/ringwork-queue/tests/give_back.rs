@@ -4,23 +4,12 @@
 //! refused and changes nothing.
 
 use ringwork_queue::test_utils::TestMemory;
-use ringwork_queue::{
-    DeviceQueue, DeviceQueueError, DriverQueue, DriverQueueConfig, QueueFeatures, RingFormat,
-    Segment,
-};
+use ringwork_queue::{DeviceQueueError, DriverQueue, QueueFeatures, RingFormat, Segment};
 
 const DATA: u64 = 0x8_0000;
 
-fn pair(
-    mem: &TestMemory,
-    format: RingFormat,
-    size: u16,
-    f: QueueFeatures,
-) -> (DriverQueue<&TestMemory, u32>, DeviceQueue) {
-    let drv = DriverQueue::new(mem, DriverQueueConfig::new(format, size, f)).unwrap();
-    let dev = DeviceQueue::new(format, size, drv.addresses(), f).unwrap();
-    (drv, dev)
-}
+mod common;
+use common::pair;
 
 /// A writable buffer of `segs` segments (so `segs` packed descriptors).
 fn add(drv: &mut DriverQueue<&TestMemory, u32>, t: u32, segs: usize) {

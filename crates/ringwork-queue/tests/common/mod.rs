@@ -15,6 +15,19 @@ pub const SLOT_BYTES: u64 = 1024;
 /// Base guest address of the data area.
 pub const DATA_BASE: u64 = 0x100_0000;
 
+/// A driver queue and the device queue over the same rings, `size`
+/// entries, `f` negotiated.
+pub fn pair(
+    mem: &TestMemory,
+    format: RingFormat,
+    size: u16,
+    f: QueueFeatures,
+) -> (DriverQueue<&TestMemory, u32>, DeviceQueue) {
+    let drv = DriverQueue::new(mem, DriverQueueConfig::new(format, size, f)).unwrap();
+    let dev = DeviceQueue::new(format, size, drv.addresses(), f).unwrap();
+    (drv, dev)
+}
+
 /// Deterministic xorshift generator for workload choices.
 #[derive(Debug, Clone)]
 pub struct Rng(pub u64);
