@@ -503,22 +503,14 @@ impl Connection {
                 self.update_running(i)?;
                 Ok(Reply::Ack(true))
             }
-            Request::VRING_KICK => {
-                // An in-band kick belongs to INBAND_NOTIFICATIONS, which this
-                // backend does not offer (so it is never negotiated): a
-                // frontend sending one anyway is not speaking the protocol
-                // it agreed to (vhost-user.rst, "In-band notifications").
-                if !self.has_protocol(protocol::INBAND_NOTIFICATIONS) {
-                    return Err(proto(
-                        r,
-                        "in-band kick without INBAND_NOTIFICATIONS negotiated",
-                    ));
-                }
-                let s = VringState::parse(r, p)?;
-                let i = self.vring_index(r, s.index.into())?;
-                self.groups[self.group_of[i]].wake();
-                Ok(Reply::Ack(true))
-            }
+            // An in-band kick belongs to INBAND_NOTIFICATIONS, which this
+            // backend does not offer (so it is never negotiated): a frontend
+            // sending one is not speaking the protocol it agreed to
+            // (vhost-user.rst, "In-band notifications").
+            Request::VRING_KICK => Err(proto(
+                r,
+                "in-band kick without INBAND_NOTIFICATIONS negotiated",
+            )),
             Request::GET_QUEUE_NUM => {
                 Self::no_fds(r, &fds)?;
                 Ok(Reply::Payload(
