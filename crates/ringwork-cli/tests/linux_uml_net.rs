@@ -53,10 +53,13 @@ fn uml_two_guests_ping_and_transfer_over_the_switch() {
 
 /// The same with VIRTIO_NET_F_MQ offered (2 pairs: Linux negotiates MQ,
 /// so the controlq is queue 4, and sends VQ_PAIRS_SET) and a 9000-byte
-/// MTU (jumbo frames spread over merged receive buffers).
+/// MTU (jumbo frames spread over merged receive buffers), and received
+/// frames written with streaming stores (`--rx-streaming-stores`) where
+/// they fit one buffer: Linux reads them intact.
 #[test]
 fn uml_two_guests_multiqueue_jumbo_frames() {
-    two_guests("uml-net-mq", &["--queues", "2", "--mtu", "9000"], 9000);
+    let args = ["--queues", "2", "--mtu", "9000", "--rx-streaming-stores"];
+    two_guests("uml-net-mq", &args, 9000);
 }
 
 fn two_guests(tag: &str, args: &[&str], mtu: u32) {

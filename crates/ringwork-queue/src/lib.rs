@@ -75,5 +75,5 @@ pub use driver::{
     AddError, DriverQueue, DriverQueueConfig, DriverQueueError, Rejected, Used, UsedError,
 };
 pub use fifo::IdFifo;
-pub use mem::{Dma, DmaBuffer, GuestMemory, MemSlice, OutOfBounds};
+pub use mem::{streaming_fence, Dma, DmaBuffer, GuestMemory, MemSlice, OutOfBounds};
 pub use types::{QueueAddresses, QueueFeatures, QueuePosition, RingFormat, Segment};

@@ -58,6 +58,13 @@ pub struct NetArgs {
     /// this address plus n.
     #[arg(long, value_name = "MAC", default_value = "52:54:00:12:34:01", value_parser = unicast_mac)]
     mac: MacAddr,
+    /// Write received frames into the guest's buffers with streaming
+    /// (non-temporal) stores: the device's core does not wait for the
+    /// buffers' cache lines, and the guest reads the frames from memory.
+    /// For a polling guest on a core that shares no cache with the
+    /// device's (docs/PERFORMANCE.md); a loss on sibling hyperthreads.
+    #[arg(long)]
+    rx_streaming_stores: bool,
 }
 
 /// `--workers`.
@@ -97,6 +104,7 @@ pub fn serve(server: &mut Server, a: &NetArgs, policy: OnDisconnect) -> anyhow::
     }
     let switch = (!a.loopback).then(Switch::new);
     let (queues, mtu, base, workers) = (a.queues, a.mtu, a.mac, a.workers.into());
+    let rx_streaming_stores = a.rx_streaming_stores;
     let what = if a.loopback { "loopback" } else { "switch" };
     tracing::info!(
         "{what}: guests get {base} and up, {queues} queue pair(s), MTU {mtu}, at most {MAX_CONNECTIONS} at once"
@@ -116,6 +124,7 @@ pub fn serve(server: &mut Server, a: &NetArgs, policy: OnDisconnect) -> anyhow::
                 queue_pairs: queues,
                 mtu,
                 workers,
+                rx_streaming_stores,
                 ..NetOptions::new(mac)
             };
             let dev = Net::new(opts, backend)?;
@@ -140,6 +149,7 @@ fn serve_tap(
         queue_pairs: a.queues,
         mtu: a.mtu,
         workers: a.workers.into(),
+        rx_streaming_stores: a.rx_streaming_stores,
         ..NetOptions::new(a.mac)
     };
     let dev = Arc::new(Net::new(opts, tap.clone())?);

@@ -39,6 +39,18 @@ pub struct NetOptions {
     pub queue_size: u16,
     /// How queues share worker threads. Default: one thread per queue.
     pub workers: NetWorkers,
+    /// Write received frames into the driver's buffers with streaming
+    /// (non-temporal) stores ([`MemSlice::write_bytes_streaming`]): the
+    /// device's core does not wait to take each buffer's cache lines from
+    /// the driver's core, and the driver reads the frame from memory
+    /// instead of from the device's cache. Worth it when the two run on
+    /// cores that share no cache close to them (a polling driver on
+    /// another core or socket); a loss when they do (hyperthreads of one
+    /// core). Only a frame written into one buffer in one piece is
+    /// streamed. Default: off.
+    ///
+    /// [`MemSlice::write_bytes_streaming`]: ringwork_queue::MemSlice::write_bytes_streaming
+    pub rx_streaming_stores: bool,
 }
 
 /// How a network device's queues are spread over worker threads.
@@ -68,6 +80,7 @@ impl NetOptions {
             duplex: DUPLEX_FULL,
             queue_size: 1024,
             workers: NetWorkers::PerQueue,
+            rx_streaming_stores: false,
         }
     }
 

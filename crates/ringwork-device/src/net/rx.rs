@@ -31,6 +31,7 @@
 //! GSO type the driver did not negotiate, and GSO only with NEEDS_CSUM).
 //!
 //! [`NetBackend::offloads`]: super::NetBackend::offloads
+//! [`NetOptions::rx_streaming_stores`]: super::NetOptions::rx_streaming_stores
 //!
 //! Receive buffer exhaustion: the worker holds one frame and waits for
 //! the driver to add buffers (it stops watching the backend meanwhile);
@@ -41,7 +42,10 @@
 //! pops one receive buffer per frame in hand at once and prefetches them
 //! for writing before filling the first (their lines sit in the driver's
 //! cache); buffers popped for frames the filter then drops serve the next
-//! frames, in order. Used entries are published every [`RX_BATCH`]
+//! frames, in order. With [`NetOptions::rx_streaming_stores`] a frame that
+//! fits one buffer is written with streaming stores instead (nothing is
+//! prefetched), and one store fence precedes each publication. Used
+//! entries are published every [`RX_BATCH`]
 //! frames, so a polling driver gets the first frames of a long burst
 //! early. While the host polls, the backend is told not to ring its
 //! doorbell ([`NetBackend::set_rx_wakeup`](super::NetBackend::set_rx_wakeup)).
@@ -118,6 +122,12 @@ pub(super) struct RxWorker {
     /// [`NetBackend::set_rx_wakeup`]: super::NetBackend::set_rx_wakeup
     wakeup: bool,
     batch: Vec<(UsedToken, u32)>,
+    /// Frames are written with streaming stores
+    /// ([`NetOptions::rx_streaming_stores`](super::NetOptions::rx_streaming_stores)).
+    streaming: bool,
+    /// Streaming stores were made since the last fence: `flush` fences
+    /// before it publishes.
+    streamed: bool,
 }
 
 enum Outcome {
@@ -136,6 +146,7 @@ impl RxWorker {
         let filter_gen = shared.filter_gen.load(Ordering::Acquire);
         let filter = shared.lock().filter.clone();
         shared.backend.set_rx_wakeup(pair, true);
+        let streaming = shared.opts.rx_streaming_stores;
         Self {
             pair,
             queue: 2 * pair,
@@ -158,6 +169,8 @@ impl RxWorker {
             ready_len: 0,
             wakeup: true,
             batch: Vec::new(),
+            streaming,
+            streamed: false,
         }
     }
 
@@ -283,7 +296,11 @@ impl RxWorker {
         self.ready_len = q.pop_burst(burst)?;
         // For writing, the lines from the frame's first byte on: the
         // header's line only when the frame shares it (`fill_one` stores
-        // the header only when it changed).
+        // the header only when it changed). Not with streaming stores,
+        // which are made not to take the lines.
+        if self.streaming {
+            return Ok(());
+        }
         for c in self.ready.get(..self.ready_len).unwrap_or_default() {
             c.prefetch_at(q.mem(), self.hdr_len, PREFETCH_LEN, true);
         }
@@ -304,9 +321,14 @@ impl RxWorker {
         // deliberate exception to VIRTIO 1.4 §2.7.5.1 / §2.8.15's SHOULD
         // NOT (docs/CONFORMANCE.md), to leave the line shared with the
         // driver (docs/PERFORMANCE.md).
+        let streaming = self.streaming;
         let fast = chain.writable_window(q.mem(), need).is_some_and(|w| {
             w.write_bytes_if_changed(0, &hdr[..self.hdr_len]).is_ok()
-                && w.write_bytes(self.hdr_len, &p.data).is_ok()
+                && if streaming {
+                    w.write_bytes_streaming(self.hdr_len, &p.data).is_ok()
+                } else {
+                    w.write_bytes(self.hdr_len, &p.data).is_ok()
+                }
         });
         if !fast {
             let mut w = chain.writer(q.mem());
@@ -315,6 +337,7 @@ impl RxWorker {
                 return Err(q.chain_error(e));
             }
         }
+        self.streamed |= fast && streaming;
         self.batch
             .push((token, (self.hdr_len + p.data.len()) as u32));
         Ok(())
@@ -400,6 +423,11 @@ impl RxWorker {
     }
 
     fn flush(&mut self, q: &mut QueueCtx<'_>) -> Result<(), DeviceError> {
+        if self.streamed {
+            // The frames before the used entries that publish them.
+            ringwork_queue::streaming_fence();
+            self.streamed = false;
+        }
         let r = q.add_used_batch(&self.batch);
         self.batch.clear();
         r
