@@ -213,9 +213,12 @@ fuzz_target!(|data: &[u8]| {
             let Ok(backend) = Loopback::new(2) else {
                 return;
             };
+            // Received frames written with ordinary or streaming stores.
+            let rx_streaming_stores = input.u8() & 1 == 1;
             let Ok(dev) = Net::new(
                 NetOptions {
                     queue_pairs: 2,
+                    rx_streaming_stores,
                     ..NetOptions::new(mac)
                 },
                 Arc::new(backend),
