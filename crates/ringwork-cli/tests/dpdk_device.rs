@@ -67,13 +67,16 @@ fn accumulated(out: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in testpmd's output:\n{out}"))
 }
 
-fn frames_circle(packed: bool) {
+/// `tag` names the run's directory and EAL prefix (tests run in parallel);
+/// `extra`: more `serve net` options.
+fn frames_circle(packed: bool, tag: &str, extra: &[&str]) {
     let bin = testpmd();
-    let dir = temp(if packed { "packed" } else { "split" });
+    let dir = temp(tag);
     let sock = dir.join("net.sock");
     let log = dir.join("serve.log");
     let serve = Command::new(env!("CARGO_BIN_EXE_ringwork"))
         .args(["serve", "net", "--loopback", "--workers", "device"])
+        .args(extra)
         .args(["--poll-us", "50", "--exit-on-disconnect", "--socket-path"])
         .arg(&sock)
         .stderr(std::fs::File::create(&log).unwrap())
@@ -81,7 +84,7 @@ fn frames_circle(packed: bool) {
         .unwrap();
     let _serve = Reap(serve);
     wait_socket(&sock);
-    let prefix = format!("rwdev{}{}", std::process::id(), u8::from(packed));
+    let prefix = format!("rwdev{}{tag}", std::process::id());
     let vdev = format!(
         "net_virtio_user0,mac=00:01:02:03:04:05,path={},queues=1,packed_vq={}",
         sock.display(),
@@ -161,10 +164,17 @@ fn frames_circle(packed: bool) {
 
 #[test]
 fn dpdk_virtio_user_split_ring_frames_circle() {
-    frames_circle(false);
+    frames_circle(false, "split", &[]);
 }
 
 #[test]
 fn dpdk_virtio_user_packed_ring_frames_circle() {
-    frames_circle(true);
+    frames_circle(true, "packed", &[]);
+}
+
+/// The same with received frames written by streaming stores
+/// (`--rx-streaming-stores`, the setting docs/PERFORMANCE.md measures).
+#[test]
+fn dpdk_virtio_user_packed_ring_frames_circle_with_streaming_stores() {
+    frames_circle(true, "packed-nt", &["--rx-streaming-stores"]);
 }
