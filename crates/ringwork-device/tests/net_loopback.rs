@@ -15,7 +15,7 @@ use net_support::*;
 use ringwork_device::harness::{fd_readable, Harness};
 use ringwork_device::model::Device;
 use ringwork_device::net::*;
-use ringwork_queue::RingFormat;
+use ringwork_queue::{RingFormat, Segment};
 use ringwork_spec::features::{VIRTIO_F_EVENT_IDX, VIRTIO_F_IN_ORDER, VIRTIO_F_RING_PACKED};
 use ringwork_spec::net::ctrl::*;
 use ringwork_spec::net::*;
@@ -84,9 +84,10 @@ fn frames_come_back_with_one_worker() {
 }
 
 /// With `rx_streaming_stores` every frame still arrives byte for byte:
-/// lengths around the 16-byte units, buffers at odd addresses (odd
-/// sizes, posted one after another), and with MRG_RXBUF frames spread
-/// over several buffers (written the ordinary way) among them.
+/// lengths around the 16-byte units, buffers starting at every offset
+/// from a 16-byte boundary, and with MRG_RXBUF frames spread over several
+/// buffers (written the ordinary way) among them; every frame that fit
+/// one buffer was streamed (`rx_streamed`).
 #[test]
 fn frames_come_back_intact_with_streaming_stores() {
     for format in [RingFormat::Split, RingFormat::Packed] {
@@ -106,12 +107,14 @@ fn frames_come_back_intact_with_streaming_stores() {
             };
             let net = Net::new(opts, lb).unwrap();
             let mut h = Harness::with_features(net, f, 256).unwrap();
-            // Odd sizes put the buffers at every alignment. Without
+            // Buffers at offsets 0 to 15 from a 64-byte boundary. Without
             // MRG_RXBUF each holds a 1514-byte frame and its header; with
             // it, the two longest frames take several.
             let size = if mrg { 531 } else { 1531 };
-            for i in 0..60 {
-                h.submit(0, &[], &[size + 2 * (i % 8)]).unwrap();
+            for i in 0..60u32 {
+                let area = h.put(&vec![0u8; size as usize + 16]);
+                let buf = Segment::new(area.addr + u64::from(i % 16), size);
+                h.submit_segments(0, &[], &[buf]).unwrap();
             }
             let lens: Vec<usize> = (60..100).chain([127, 128, 129, 1000, 1514]).collect();
             let frames: Vec<Vec<u8>> = lens
@@ -126,6 +129,9 @@ fn frames_come_back_intact_with_streaming_stores() {
             let got = received(&mut h, 0);
             let data: Vec<Vec<u8>> = got.iter().map(|r| r.data.clone()).collect();
             assert_eq!(data, frames, "{format:?}, mrg {mrg}");
+            // One buffer each, but for the two longest with MRG_RXBUF.
+            let one_buffer = if mrg { frames.len() - 2 } else { frames.len() };
+            assert_eq!(h.device().stats().rx_streamed, one_buffer as u64);
             assert!(h.broken_queues().is_empty());
         }
     }

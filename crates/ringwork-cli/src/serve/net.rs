@@ -60,9 +60,10 @@ pub struct NetArgs {
     mac: MacAddr,
     /// Write received frames into the guest's buffers with streaming
     /// (non-temporal) stores: the device's core does not wait for the
-    /// buffers' cache lines, and the guest reads the frames from memory.
-    /// For a polling guest on a core that shares no cache with the
-    /// device's (docs/PERFORMANCE.md); a loss on sibling hyperthreads.
+    /// buffers' cache lines (for the frame's bytes from its first 16-byte
+    /// boundary on), and the guest reads the frames from memory. Measured
+    /// faster with a polling guest on another core (docs/PERFORMANCE.md);
+    /// expected slower with one on a sibling hyperthread.
     #[arg(long)]
     rx_streaming_stores: bool,
 }

@@ -40,14 +40,19 @@ pub struct NetOptions {
     /// How queues share worker threads. Default: one thread per queue.
     pub workers: NetWorkers,
     /// Write received frames into the driver's buffers with streaming
-    /// (non-temporal) stores ([`MemSlice::write_bytes_streaming`]): the
-    /// device's core does not wait to take each buffer's cache lines from
-    /// the driver's core, and the driver reads the frame from memory
-    /// instead of from the device's cache. Worth it when the two run on
-    /// cores that share no cache close to them (a polling driver on
-    /// another core or socket); a loss when they do (hyperthreads of one
-    /// core). Only a frame written into one buffer in one piece is
-    /// streamed. Default: off.
+    /// (non-temporal) stores ([`MemSlice::write_bytes_streaming`]): for
+    /// the frame's bytes from its first 16-byte boundary on, the device's
+    /// core does not wait to take the buffer's cache lines from the
+    /// driver's core, and the driver reads them from memory instead of
+    /// from the device's cache. The bytes before that boundary and after
+    /// the last whole 16 are ordinary stores, so the gain is largest when
+    /// frames start 16-byte aligned (as in DPDK's buffers). Measured
+    /// worth it with a polling driver on another core
+    /// (docs/PERFORMANCE.md); expected to cost where the two share a
+    /// cache (hyperthreads of one core), not measured. Only a frame
+    /// written into one buffer in one piece is streamed
+    /// ([`NetStats::rx_streamed`](super::NetStats::rx_streamed)), and no
+    /// receive buffer is prefetched. Default: off.
     ///
     /// [`MemSlice::write_bytes_streaming`]: ringwork_queue::MemSlice::write_bytes_streaming
     pub rx_streaming_stores: bool,

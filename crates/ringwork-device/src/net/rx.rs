@@ -42,9 +42,9 @@
 //! pops one receive buffer per frame in hand at once and prefetches them
 //! for writing before filling the first (their lines sit in the driver's
 //! cache); buffers popped for frames the filter then drops serve the next
-//! frames, in order. With [`NetOptions::rx_streaming_stores`] a frame that
-//! fits one buffer is written with streaming stores instead (nothing is
-//! prefetched), and one store fence precedes each publication. Used
+//! frames, in order. With [`NetOptions::rx_streaming_stores`] no buffer is
+//! prefetched, a frame that fits one buffer is written with streaming
+//! stores, and one store fence precedes each publication. Used
 //! entries are published every [`RX_BATCH`]
 //! frames, so a polling driver gets the first frames of a long burst
 //! early. While the host polls, the backend is told not to ring its
@@ -128,6 +128,9 @@ pub(super) struct RxWorker {
     /// Streaming stores were made since the last fence: `flush` fences
     /// before it publishes.
     streamed: bool,
+    /// Frames written with streaming stores in this `process` call (for
+    /// `rx_streamed`, published once per call).
+    streamed_frames: u64,
 }
 
 enum Outcome {
@@ -171,6 +174,7 @@ impl RxWorker {
             batch: Vec::new(),
             streaming,
             streamed: false,
+            streamed_frames: 0,
         }
     }
 
@@ -337,7 +341,10 @@ impl RxWorker {
                 return Err(q.chain_error(e));
             }
         }
-        self.streamed |= fast && streaming;
+        if fast && streaming {
+            self.streamed = true;
+            self.streamed_frames += 1;
+        }
         self.batch
             .push((token, (self.hdr_len + p.data.len()) as u32));
         Ok(())
@@ -511,9 +518,16 @@ impl QueueWorker for RxWorker {
                 add(&st.rx_gso, gso);
             }
         }
+        if self.streamed_frames > 0 {
+            add(&self.shared.stats.rx_streamed, self.streamed_frames);
+            self.streamed_frames = 0;
+        }
         if !self.batch.is_empty() {
             self.flush(&mut q)?;
         }
+        // Every frame written is published, and every streamed one behind
+        // its fence, before the call returns.
+        debug_assert!(!self.streamed);
         result?;
         q.signal()
     }

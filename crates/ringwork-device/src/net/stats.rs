@@ -20,6 +20,7 @@ pub(super) struct Counters {
     pub rx_inactive_queue: AtomicU64,
     pub tx_gso: AtomicU64,
     pub rx_gso: AtomicU64,
+    pub rx_streamed: AtomicU64,
     pub rx_offload_refused: AtomicU64,
     pub ctrl_ok: AtomicU64,
     pub ctrl_err: AtomicU64,
@@ -69,6 +70,9 @@ pub struct NetStats {
     /// Of `rx_packets`, GSO frames (delivered unsegmented to a driver
     /// that negotiated the GUEST_ feature for them).
     pub rx_gso: u64,
+    /// Of `rx_packets`, frames written with streaming stores
+    /// ([`NetOptions::rx_streaming_stores`](super::NetOptions::rx_streaming_stores)).
+    pub rx_streamed: u64,
     /// Frames from the backend dropped for their offloads: a GSO type the
     /// driver did not negotiate, or malformed offload fields
     /// ([`BadOffload`](super::BadOffload)).
@@ -96,6 +100,7 @@ impl Counters {
             rx_inactive_queue: g(&self.rx_inactive_queue),
             tx_gso: g(&self.tx_gso),
             rx_gso: g(&self.rx_gso),
+            rx_streamed: g(&self.rx_streamed),
             rx_offload_refused: g(&self.rx_offload_refused),
             ctrl_ok: g(&self.ctrl_ok),
             ctrl_err: g(&self.ctrl_err),

@@ -81,7 +81,9 @@ pub(super) unsafe fn streaming_copy(dst: *mut u8, src: *const u8, len: usize) {
 pub fn streaming_fence() {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     // SAFETY: SFENCE only orders this core's stores: it reads and writes
-    // no memory, touches no stack and changes no flags.
+    // no memory, touches no stack and changes no flags. (`nomem` is left
+    // out on purpose: the compiler must not move memory accesses across
+    // the fence either.)
     unsafe {
         core::arch::asm!("sfence", options(nostack, preserves_flags))
     };
