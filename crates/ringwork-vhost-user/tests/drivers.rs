@@ -219,12 +219,9 @@ fn console_multiport_round_trip() {
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    // Guest to host.
-    d.write(1, b"hello from the driver\n").unwrap();
-    let mut got = vec![0u8; 22];
-    client.read_exact(&mut got).unwrap();
-    assert_eq!(&got, b"hello from the driver\n");
-    // Host to guest.
+    // Host to guest first: the device reads the client only once it has
+    // accepted it, while output written before that would be dropped (no
+    // client yet), so this order leaves no race.
     client.write_all(b"and back").unwrap();
     let mut data = Vec::new();
     for _ in 0..1000 {
@@ -239,6 +236,11 @@ fn console_multiport_round_trip() {
         }
     }
     assert_eq!(&data, b"and back");
+    // Guest to host, to the client the device has accepted.
+    d.write(1, b"hello from the driver\n").unwrap();
+    let mut got = vec![0u8; 22];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello from the driver\n");
 }
 
 /// ringwork's SCSI driver against ringwork's SCSI device: INQUIRY, REPORT
