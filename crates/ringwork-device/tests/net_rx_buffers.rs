@@ -7,6 +7,7 @@
 mod net_support;
 
 use net_support::*;
+use ringwork_device::harness::Harness;
 use ringwork_device::net::*;
 use ringwork_spec::net::ctrl::*;
 
@@ -47,17 +48,8 @@ fn buffers_popped_ahead_are_used_in_order_or_given_back() {
     assert_eq!(done[0].1[12..], first[..]);
     assert_eq!(c.device().stats().rx_filtered, 2);
     // The next frame lands in the next buffer the driver posted.
-    let fourth = frame(MacAddr::BROADCAST, MAC_A, 100, 4);
-    transmit(&mut a, 0, &NONE, &fourth);
-    c.run().unwrap();
-    let done2 = c.completed(0).unwrap();
-    assert_eq!(done2.len(), 1);
-    assert_eq!(done2[0].1[12..], fourth[..]);
-    assert_eq!(
-        done2[0].0,
-        done[0].0 + 1,
-        "buffers used in the order posted"
-    );
+    let second = broadcast_lands_in_one_buffer(&mut a, &mut c, 4);
+    assert_eq!(second, done[0].0 + 1, "buffers used in the order posted");
     // Stopping gives the buffer popped for the third frame back to the
     // ring: nothing is completed. Started again, the device fills that
     // buffer with the next frame.
@@ -65,18 +57,25 @@ fn buffers_popped_ahead_are_used_in_order_or_given_back() {
     let back = c.completed(0).unwrap();
     assert!(back.is_empty(), "{back:?}");
     c.restart_workers(f).unwrap();
-    let fifth = frame(MacAddr::BROADCAST, MAC_A, 100, 5);
-    transmit(&mut a, 0, &NONE, &fifth);
-    c.run().unwrap();
-    let done3 = c.completed(0).unwrap();
-    assert_eq!(done3.len(), 1);
-    assert_eq!(done3[0].1[12..], fifth[..]);
+    let third = broadcast_lands_in_one_buffer(&mut a, &mut c, 5);
     assert_eq!(
-        done3[0].0,
-        done2[0].0 + 1,
+        third,
+        second + 1,
         "the buffer given back is the next one used"
     );
     assert!(c.broken_queues().is_empty());
+}
+
+/// `from` sends a 100-byte broadcast frame (`seed`); `to` receives exactly
+/// it, in one buffer, whose token is returned.
+fn broadcast_lands_in_one_buffer(from: &mut Harness<Net>, to: &mut Harness<Net>, seed: u8) -> u64 {
+    let f = frame(MacAddr::BROADCAST, MAC_A, 100, seed);
+    transmit(from, 0, &NONE, &f);
+    to.run().unwrap();
+    let done = to.completed(0).unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].1[12..], f[..]);
+    done[0].0
 }
 
 /// A frame spread over mergeable buffers and cut short by an empty ring
