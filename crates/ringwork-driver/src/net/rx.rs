@@ -130,6 +130,7 @@ impl<D: Dma> RxQueue<D> {
         }
     }
 
+    #[inline(always)]
     fn post(&mut self, slot: u16) -> Result<(), RecvError> {
         let len = self.layout.buf_len;
         let seg = Segment::new(self.bufs.addr(usize::from(slot) * len as usize), len);
@@ -175,21 +176,33 @@ impl<D: Dma> RxQueue<D> {
         if n > 1 {
             self.vq.prefetch_adds(n as u16);
         }
-        while self.vq.num_free() > 0 {
-            let Some(slot) = self.free.pop_front() else {
-                break;
-            };
-            if let Some(h) = self.holder.get_mut(usize::from(slot)) {
+        let Self {
+            vq,
+            free,
+            holder,
+            bufs,
+            layout,
+            ..
+        } = self;
+        let len = layout.buf_len;
+        let (_, refused) = vq.add_deferred_burst(true, || {
+            let slot = free.pop_front()?;
+            if let Some(h) = holder.get_mut(usize::from(slot)) {
                 *h = Holder::Ring;
             }
-            if let Err(e) = self.post(slot) {
-                // Not in the ring after all: back to the free list.
-                if let Some(h) = self.holder.get_mut(usize::from(slot)) {
-                    *h = Holder::Free;
-                }
-                self.free.push_front(slot);
-                return Err(e);
+            let seg = Segment::new(bufs.addr(usize::from(slot) * len as usize), len);
+            Some((seg, slot))
+        });
+        // Published by the kick that ends every receive call.
+        if let Some(r) = refused {
+            // Not in the ring after all: back to the free list.
+            let slot = r.token;
+            if let Some(h) = self.holder.get_mut(usize::from(slot)) {
+                *h = Holder::Free;
             }
+            self.free.push_front(slot);
+            self.broken = true;
+            return Err(self.queue_err(UsedError::Broken));
         }
         Ok(())
     }
@@ -256,6 +269,12 @@ impl<D: Dma> RxQueue<D> {
             };
             if self.expected == 0 {
                 self.start(used.token, used.len)?;
+                if self.expected == 1 {
+                    // The usual frame, in one buffer (checked by `start`).
+                    return Ok(Some(
+                        (used.len as usize).saturating_sub(self.layout.hdr_len),
+                    ));
+                }
             } else {
                 self.parts.push((used.token, used.len));
             }

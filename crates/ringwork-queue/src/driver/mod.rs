@@ -162,8 +162,12 @@ impl<T> Common<T> {
 
     /// How many outstanding buffers an in-order completion of `id` covers
     /// (its 1-based position in submission order), or `None`.
-    #[inline]
+    #[inline(always)]
     fn in_order_count(&self, id: u16) -> Option<u16> {
+        // The usual case, one used entry per buffer, without the search.
+        if self.order.front() == Some(id) {
+            return Some(1);
+        }
         self.order
             .iter()
             .position(|x| x == id)
@@ -404,6 +408,40 @@ impl<D: Dma, T> DriverQueue<D, T> {
         self.add_inner(out, inp, token, false)
     }
 
+    /// Adds one-segment buffers (device-writable if `writable`) as
+    /// [`Self::add_deferred`] does, while the ring has room and `next`
+    /// yields a segment and its token: the per-call checks done once for
+    /// the burst. `next` is not called when the ring is full. Returns how
+    /// many were added, and the buffer refused with its token should one
+    /// be (the queue broke; nothing after it is asked for).
+    #[inline(always)]
+    pub fn add_deferred_burst(
+        &mut self,
+        writable: bool,
+        mut next: impl FnMut() -> Option<(Segment, T)>,
+    ) -> (usize, Option<Rejected<T>>) {
+        let flags = if writable { VIRTQ_DESC_F_WRITE } else { 0 };
+        let mut n = 0;
+        while self.num_free() > 0 {
+            let Some((seg, token)) = next() else {
+                break;
+            };
+            let r = if self.common.indirect_single {
+                let s = [seg];
+                let (out, inp): (&[Segment], &[Segment]) =
+                    if writable { (&[], &s) } else { (&s, &[]) };
+                self.add_chain(out, inp, token, false)
+            } else {
+                self.add_one(seg, flags, token, false)
+            };
+            if let Err(rej) = r {
+                return (n, Some(rej));
+            }
+            n += 1;
+        }
+        (n, None)
+    }
+
     /// A hint before adding `n` one-descriptor buffers: asks the CPU to
     /// start fetching, for writing, the ring lines those additions will
     /// write (descriptors, and the available ring of a split ring), so the
@@ -586,7 +624,7 @@ impl<D: Dma, T> DriverQueue<D, T> {
 
     /// Takes the next used buffer, or `None` when the device has returned
     /// nothing new.
-    #[inline]
+    #[inline(always)]
     pub fn pop_used(&mut self) -> Result<Option<Used<T>>, UsedError> {
         if self.common.broken {
             return Err(UsedError::Broken);
@@ -615,25 +653,15 @@ impl<D: Dma, T> DriverQueue<D, T> {
             return Err(UsedError::Broken);
         }
         let mem = window(&self.ring_mem);
-        let mut n = 0;
-        while n < max {
-            let r = match &mut self.ring {
-                Ring::Split(r) => r.pop_used(&mem, &mut self.common),
-                Ring::Packed(r) => r.pop_used(&mem, &mut self.common),
-            };
-            match r {
-                Ok(Some(u)) => {
-                    f(u);
-                    n += 1;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.common.broken = true;
-                    return Err(e);
-                }
-            }
+        let common = &mut self.common;
+        let r = match &mut self.ring {
+            Ring::Split(r) => burst(max, &mut f, || r.pop_used(&mem, common)),
+            Ring::Packed(r) => burst(max, &mut f, || r.pop_used(&mem, common)),
+        };
+        if r.is_err() {
+            self.common.broken = true;
         }
-        Ok(n)
+        r
     }
 
     /// Whether used buffers are waiting.
@@ -723,6 +751,27 @@ impl<D: Dma, T> Drop for DriverQueue<D, T> {
             self.dma.dealloc(p);
         }
     }
+}
+
+/// Up to `max` results of `pop`, handed to `f` in order, until it returns
+/// nothing or an error; returns how many.
+#[inline(always)]
+fn burst<T>(
+    max: usize,
+    f: &mut impl FnMut(Used<T>),
+    mut pop: impl FnMut() -> Result<Option<Used<T>>, UsedError>,
+) -> Result<usize, UsedError> {
+    let mut n = 0;
+    while n < max {
+        match pop()? {
+            Some(u) => {
+                f(u);
+                n += 1;
+            }
+            None => break,
+        }
+    }
+    Ok(n)
 }
 
 /// Prefetches `[offset, offset + len)` of `mem` for writing, in the

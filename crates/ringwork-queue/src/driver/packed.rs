@@ -169,6 +169,7 @@ impl PackedRing {
         super::prefetch_span(mem, 0, (n - head) * DESC_SIZE);
     }
 
+    #[inline(always)]
     fn finish<T>(
         &mut self,
         common: &mut Common<T>,
