@@ -89,6 +89,64 @@ fn bench_net_against_the_loopback_device() {
     );
 }
 
+/// `--withhold` and `--rx-buffer-len` reach the driver: the report's
+/// negotiated features lack what was withheld, and frames longer than one
+/// receive buffer still come back (they span buffers with MRG_RXBUF).
+#[test]
+fn bench_net_withhold_and_buffer_length() {
+    let dir = TempDir::new("bench-net-options").unwrap();
+    let backend = serve_loopback(&dir);
+    let features = |r: &Value| {
+        let s = r["features"].as_str().unwrap_or_else(|| panic!("{r:#}"));
+        u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap()
+    };
+    const EVENT_IDX: u64 = 1 << 29;
+    const MRG_RXBUF: u64 = 1 << 15;
+    let base = bench_json(&backend, &["--time", "500ms", "--json", "--quiet"]);
+    assert_eq!(
+        features(&base) & (EVENT_IDX | MRG_RXBUF),
+        EVENT_IDX | MRG_RXBUF,
+        "{base:#}"
+    );
+    assert_eq!(count(&base, "rx_buffer_len"), 2048, "{base:#}");
+    let r = bench_json(
+        &backend,
+        &[
+            "--time",
+            "500ms",
+            "--json",
+            "--quiet",
+            "--withhold",
+            "29,15",
+        ],
+    );
+    assert_eq!(features(&r) & (EVENT_IDX | MRG_RXBUF), 0, "{r:#}");
+    assert!(count(&r, "tx_packets") > 0, "{r:#}");
+    for ring in ["--split", "--packed"] {
+        let r = bench_json(
+            &backend,
+            &[
+                ring,
+                "--time",
+                "500ms",
+                "--json",
+                "--quiet",
+                "--size",
+                "300",
+                "--rx-buffer-len",
+                "128",
+            ],
+        );
+        assert_eq!(count(&r, "rx_buffer_len"), 128, "{r:#}");
+        assert!(count(&r, "tx_packets") > 0, "{r:#}");
+        assert_eq!(
+            count(&r, "rx_bytes"),
+            300 * count(&r, "rx_packets"),
+            "{r:#}"
+        );
+    }
+}
+
 #[test]
 fn bench_net_exit_codes() {
     let dir = TempDir::new("bench-net-exit").unwrap();
@@ -101,6 +159,9 @@ fn bench_net_exit_codes() {
         &["--size", "13"],
         &["--split", "--packed"],
         &["--time", "soon"],
+        &["--withhold", "128"],
+        &["--withhold", "x"],
+        &["--rx-buffer-len", "11"],
     ] {
         let out = bench(&dir.join("none.sock"), bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");

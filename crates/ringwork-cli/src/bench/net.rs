@@ -33,11 +33,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use ringwork_driver::net::{NetBuf, NetDriver, NetError, NetOptions, TxFrame};
+use ringwork_driver::net::{
+    NetBuf, NetDriver, NetError, NetOptions, TxFrame, DEFAULT_RX_BUFFER_LEN,
+};
 use ringwork_driver::{RingPreference, SetupError as DriverSetupError};
 use ringwork_queue::RingFormat;
 use ringwork_spec::device_id::{DeviceType, VIRTIO_ID_NET};
-use ringwork_spec::features::FeatureSet;
+use ringwork_spec::features::{FeatureSet, FEATURE_BITS};
 use ringwork_spec::net::{
     VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MQ, VIRTIO_NET_F_MTU,
     VIRTIO_NET_F_SPEED_DUPLEX, VIRTIO_NET_F_STATUS,
@@ -107,6 +109,16 @@ pub struct NetArgs {
     /// (the driver's copying API) instead of forwarding it in place.
     #[arg(long)]
     pub copy: bool,
+    /// Bytes per receive buffer when VIRTIO_NET_F_MRG_RXBUF is negotiated
+    /// (at least the 12-byte header; larger frames span buffers).
+    #[arg(long, default_value_t = DEFAULT_RX_BUFFER_LEN,
+          value_parser = clap::value_parser!(u32).range(12..=1 << 20))]
+    pub rx_buffer_len: u32,
+    /// Feature bits not to accept even if the backend offers them
+    /// (comma-separated bit numbers, e.g. 29 for VIRTIO_F_EVENT_IDX).
+    #[arg(long, value_delimiter = ',',
+          value_parser = clap::value_parser!(u32).range(0..i64::from(FEATURE_BITS)))]
+    pub withhold: Vec<u32>,
     /// No per-second progress lines on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -146,6 +158,10 @@ pub struct NetBenchResult {
     pub tx_dropped: u64,
     /// CPU seconds of this process (utime + stime) in the measured time.
     pub cpu_s: f64,
+    /// The negotiated feature bits (0–63).
+    pub features: u64,
+    /// Bytes per receive buffer.
+    pub rx_buffer_len: u32,
 }
 
 impl NetBenchResult {
@@ -187,6 +203,8 @@ impl NetBenchResult {
             "tx_pps": self.tx_pps().round(),
             "tx_dropped": self.tx_dropped,
             "cpu_s": r3(self.cpu_s),
+            "features": format!("{:#x}", self.features),
+            "rx_buffer_len": self.rx_buffer_len,
         })
     }
 
@@ -203,6 +221,11 @@ impl NetBenchResult {
             self.queue_size,
             self.wait,
             mac_string(self.mac)
+        )?;
+        writeln!(
+            out,
+            "  features {:#x}, receive buffers of {} B",
+            self.features, self.rx_buffer_len
         )?;
         writeln!(
             out,
@@ -289,6 +312,7 @@ fn setup(a: &NetArgs) -> anyhow::Result<Driver> {
             VIRTIO_NET_F_MQ,
         ]);
     }
+    withhold.extend(&a.withhold);
     let nopts = NetOptions {
         queue_pairs: 1,
         queue_size: a.queue_size,
@@ -298,6 +322,7 @@ fn setup(a: &NetArgs) -> anyhow::Result<Driver> {
             RingPreference::Split
         },
         withhold: FeatureSet::from_bits(&withhold),
+        rx_buffer_len: a.rx_buffer_len,
         ..NetOptions::default()
     };
     let drv = NetDriver::new(transport, mem, nopts).map_err(|e| match e {
@@ -497,6 +522,8 @@ pub fn run_net(a: &NetArgs, progress: bool) -> anyhow::Result<NetBenchResult> {
     }
     let seconds = (now - start).as_secs_f64();
     let cpu_s = (cpu_time(None)? - cpu0).as_secs_f64();
+    let features = drv.features().as_u64_lossy();
+    let rx_buffer_len = drv.rx_buffer_len();
     let detached = drv.reset();
     if let Err(e) = detached.reset {
         tracing::debug!("device reset after the run: {e}");
@@ -516,6 +543,8 @@ pub fn run_net(a: &NetArgs, progress: bool) -> anyhow::Result<NetBenchResult> {
         tx_packets: total.tx,
         tx_dropped: total.dropped,
         cpu_s,
+        features,
+        rx_buffer_len,
     })
 }
 
