@@ -1,7 +1,9 @@
-//! `DriverQueue::add_deferred_burst`: the same buffers, tokens and device
-//! view as one `add_deferred` per buffer, in both ring formats, with and
-//! without IN_ORDER, direct and through indirect tables; the generator is
-//! not asked for more than fits, and a broken queue hands the token back.
+//! `DriverQueue::add_deferred_burst`: each buffer reaches the device with
+//! its segment, direction and token, in both ring formats, with and
+//! without IN_ORDER, direct and through indirect tables (as the queue is
+//! configured); split-ring additions stay unpublished until the kick check;
+//! the generator is not asked for more than fits, and a broken queue hands
+//! the first token back.
 
 use ringwork_queue::test_utils::TestMemory;
 use ringwork_queue::{
@@ -57,7 +59,10 @@ fn burst_adds_what_fits_and_the_device_sees_each_buffer() {
                     assert_eq!(d.num_free(), 0, "{what}");
                     let (n, _) = d.add_deferred_burst(writable, || panic!("asked when full"));
                     assert_eq!(n, 0, "{what}");
-                    // Deferred: published by the next kick check.
+                    if format == RingFormat::Split {
+                        // Deferred: `avail.idx` is stored by the kick check.
+                        assert!(dev.pop(&m).unwrap().is_none(), "{what}");
+                    }
                     let _ = d.kick_prepare().unwrap();
                     let mut used = Vec::new();
                     for k in 0..8u32 {
@@ -73,6 +78,7 @@ fn burst_adds_what_fits_and_the_device_sees_each_buffer() {
                             (r, w),
                             "{what}"
                         );
+                        assert_eq!(c.is_indirect(), indirect, "{what}");
                         used.push((c.token(), if writable { k } else { 0 }));
                     }
                     assert!(dev.pop(&m).unwrap().is_none(), "{what}");
@@ -94,46 +100,71 @@ fn burst_adds_what_fits_and_the_device_sees_each_buffer() {
 }
 
 /// A queue the device broke refuses the first buffer and hands its token
-/// back; the generator is not asked again, and a full ring is not asked at
-/// all.
+/// back, and the generator is not asked again; a full ring, broken or not,
+/// is not asked at all. Both formats, direct and through indirect tables.
 #[test]
 fn burst_on_a_broken_queue_hands_the_token_back() {
-    let m = TestMemory::new(BASE, 0x20_0000);
-    let mut d = queue(&m, RingFormat::Packed, QueueFeatures::default(), false);
-    let (n, _) = d.add_deferred_burst(true, {
-        let mut t = 0;
-        move || {
-            t += 1;
-            (t <= 2).then(|| (seg(t), t))
+    for format in [RingFormat::Split, RingFormat::Packed] {
+        for indirect in [false, true] {
+            let what = format!("{format} indirect {indirect}");
+            let m = TestMemory::new(BASE, 0x20_0000);
+            let f = QueueFeatures {
+                indirect_desc: indirect,
+                ..QueueFeatures::default()
+            };
+            let mut d = queue(&m, format, f, indirect);
+            for fill in [2u32, 8] {
+                d.reset();
+                let mut t = 0;
+                let (n, _) = d.add_deferred_burst(true, || {
+                    t += 1;
+                    (t <= fill).then(|| (seg(t), t))
+                });
+                assert_eq!(n, fill as usize, "{what}");
+                if fill == 2 {
+                    // Publish (split), so that the used entry below names
+                    // an index the device could have used.
+                    let _ = d.kick_prepare().unwrap();
+                }
+                break_queue(&m, &d, format);
+                assert_eq!(d.pop_used(), Err(UsedError::BadId { id: 8 }), "{what}");
+                assert!(d.is_broken(), "{what}");
+                let mut asked = 0;
+                let r = d.add_deferred_burst(true, || {
+                    asked += 1;
+                    Some((seg(9), 9))
+                });
+                if fill == 8 {
+                    assert_eq!((r, asked), ((0, None), 0), "{what}: a full ring");
+                } else {
+                    let refused = Rejected {
+                        error: AddError::Broken,
+                        token: 9,
+                    };
+                    assert_eq!((r, asked), ((0, Some(refused)), 1), "{what}");
+                }
+            }
         }
-    });
-    assert_eq!(n, 2);
-    // The device uses slot 0 with an id never given out.
-    let desc = m.slice(d.addresses().desc, 16).unwrap();
-    desc.write_u16(p::DESC_ID_OFFSET, 7).unwrap();
-    desc.write_u16(p::DESC_FLAGS_OFFSET, p::used_flags(true))
-        .unwrap();
-    assert_eq!(d.pop_used(), Err(UsedError::BadId { id: 7 }));
-    let mut asked = 0;
-    let (n, refused) = d.add_deferred_burst(true, || {
-        asked += 1;
-        Some((seg(9), 9))
-    });
-    assert_eq!(
-        (n, refused, asked),
-        (
-            0,
-            Some(Rejected {
-                error: AddError::Broken,
-                token: 9
-            }),
-            1
-        )
-    );
-    // Reset, filled, broken again: a full ring does not ask.
-    d.reset();
-    let (n, _) = d.add_deferred_burst(false, || Some((seg(3), 3)));
-    assert_eq!(n, 8);
-    let (n, refused) = d.add_deferred_burst(false, || panic!("asked when full"));
-    assert_eq!((n, refused), (0, None));
+    }
+}
+
+/// Makes the device return id 8 (beyond the 8-entry queue) as the first
+/// used buffer.
+fn break_queue(m: &TestMemory, d: &DriverQueue<&TestMemory, u32>, format: RingFormat) {
+    let a = d.addresses();
+    match format {
+        RingFormat::Packed => {
+            let desc = m.slice(a.desc, 16).unwrap();
+            desc.write_u16(p::DESC_ID_OFFSET, 8).unwrap();
+            desc.write_u16(p::DESC_FLAGS_OFFSET, p::used_flags(true))
+                .unwrap();
+        }
+        RingFormat::Split => {
+            // used ring: flags, idx, then (id: u32, len: u32) entries.
+            let used = m.slice(a.device, 12).unwrap();
+            used.write_u32(4, 8).unwrap();
+            used.write_u32(8, 0).unwrap();
+            used.write_u16(2, 1).unwrap();
+        }
+    }
 }

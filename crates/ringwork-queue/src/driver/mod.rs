@@ -410,35 +410,62 @@ impl<D: Dma, T> DriverQueue<D, T> {
 
     /// Adds one-segment buffers (device-writable if `writable`) as
     /// [`Self::add_deferred`] does, while the ring has room and `next`
-    /// yields a segment and its token: the per-call checks done once for
-    /// the burst. `next` is not called when the ring is full. Returns how
-    /// many were added, and the buffer refused with its token should one
-    /// be (the queue broke; nothing after it is asked for).
+    /// yields a segment and its token. The checks `add_deferred` makes per
+    /// buffer (broken queue, room) are made once for the burst, and the
+    /// ring format is matched once. `next` is not called when the ring is
+    /// full. Returns how many were added, and, on a queue the device broke,
+    /// the first buffer `next` gave, refused with its token (nothing more
+    /// is asked for).
     #[inline(always)]
     pub fn add_deferred_burst(
         &mut self,
         writable: bool,
         mut next: impl FnMut() -> Option<(Segment, T)>,
     ) -> (usize, Option<Rejected<T>>) {
-        let flags = if writable { VIRTQ_DESC_F_WRITE } else { 0 };
-        let mut n = 0;
-        while self.num_free() > 0 {
-            let Some((seg, token)) = next() else {
-                break;
-            };
-            let r = if self.common.indirect_single {
+        let room = usize::from(self.num_free());
+        if room == 0 {
+            return (0, None);
+        }
+        if self.common.broken {
+            let refused = next().map(|(_, token)| Rejected {
+                error: AddError::Broken,
+                token,
+            });
+            return (0, refused);
+        }
+        if self.common.indirect_single {
+            // One-segment buffers take indirect tables: the general path.
+            let mut n = 0;
+            while self.num_free() > 0 {
+                let Some((seg, token)) = next() else {
+                    break;
+                };
                 let s = [seg];
                 let (out, inp): (&[Segment], &[Segment]) =
                     if writable { (&[], &s) } else { (&s, &[]) };
-                self.add_chain(out, inp, token, false)
-            } else {
-                self.add_one(seg, flags, token, false)
-            };
-            if let Err(rej) = r {
-                return (n, Some(rej));
+                if let Err(rej) = self.add_chain(out, inp, token, false) {
+                    return (n, Some(rej));
+                }
+                n += 1;
             }
-            n += 1;
+            return (n, None);
         }
+        let flags = if writable { VIRTQ_DESC_F_WRITE } else { 0 };
+        let capacity = |seg: &Segment| if writable { seg.len } else { 0 };
+        let mem = window(&self.ring_mem);
+        let common = &mut self.common;
+        // A one-descriptor add takes one slot and one id (checked by
+        // `num_free`), so `room` counts down exactly.
+        let n = match &mut self.ring {
+            Ring::Split(r) => fill(room, &mut next, |seg, token| {
+                let id = r.add_one(&mem, common.features.in_order, &seg, flags, false);
+                common.record(id, token, 1, capacity(&seg), NO_TABLE);
+            }),
+            Ring::Packed(r) => fill(room, &mut next, |seg, token| {
+                let id = r.add_one(&mem, &seg, flags);
+                common.record(id, token, 1, capacity(&seg), NO_TABLE);
+            }),
+        };
         (n, None)
     }
 
@@ -751,6 +778,24 @@ impl<D: Dma, T> Drop for DriverQueue<D, T> {
             self.dma.dealloc(p);
         }
     }
+}
+
+/// Hands up to `room` buffers from `next` to `add`; returns how many.
+#[inline(always)]
+fn fill<T>(
+    room: usize,
+    next: &mut impl FnMut() -> Option<(Segment, T)>,
+    mut add: impl FnMut(Segment, T),
+) -> usize {
+    let mut n = 0;
+    while n < room {
+        let Some((seg, token)) = next() else {
+            break;
+        };
+        add(seg, token);
+        n += 1;
+    }
+    n
 }
 
 /// Up to `max` results of `pop`, handed to `f` in order, until it returns
