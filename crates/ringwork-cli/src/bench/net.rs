@@ -158,8 +158,8 @@ pub struct NetBenchResult {
     pub tx_dropped: u64,
     /// CPU seconds of this process (utime + stime) in the measured time.
     pub cpu_s: f64,
-    /// The negotiated feature bits (0–63).
-    pub features: u64,
+    /// The negotiated feature bits.
+    pub features: u128,
     /// Bytes per receive buffer.
     pub rx_buffer_len: u32,
 }
@@ -522,7 +522,12 @@ pub fn run_net(a: &NetArgs, progress: bool) -> anyhow::Result<NetBenchResult> {
     }
     let seconds = (now - start).as_secs_f64();
     let cpu_s = (cpu_time(None)? - cpu0).as_secs_f64();
-    let features = drv.features().as_u64_lossy();
+    let features = drv
+        .features()
+        .words()
+        .iter()
+        .rev()
+        .fold(0u128, |acc, &w| (acc << 32) | u128::from(w));
     let rx_buffer_len = drv.rx_buffer_len();
     let detached = drv.reset();
     if let Err(e) = detached.reset {
