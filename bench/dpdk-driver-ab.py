@@ -11,7 +11,9 @@
 # loop keeps and where they sit carry over from one second to the next).
 #
 # usage: dpdk-driver-ab.py PACKED(0|1) PAIRS SECONDS "A bench options" "B bench options"
-#   e.g. dpdk-driver-ab.py 1 12 2 "" "--withhold 29,0,1"   (R=path/to/ringwork)
+#   e.g. dpdk-driver-ab.py 1 12 2 "" "--withhold 29,0,1"
+#   R=path/to/ringwork for both; R_B=path/to/another/ringwork runs B with that build instead
+#   (two builds compared: same options, e.g. dpdk-driver-ab.py 1 20 2 "" "").
 import os
 import random
 import re
@@ -22,12 +24,17 @@ import subprocess
 import sys
 import time
 
-if len(sys.argv) != 6:
-    sys.exit(__doc__ or "usage: dpdk-driver-ab.py PACKED PAIRS SECONDS 'A options' 'B options'")
+USAGE = "usage: dpdk-driver-ab.py PACKED(0|1) PAIRS(>=1) SECONDS 'A options' 'B options'"
+if len(sys.argv) != 6 or sys.argv[1] not in ("0", "1"):
+    sys.exit(USAGE)
 packed, pairs, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+if pairs < 1 or secs <= 0:
+    sys.exit(USAGE)
 opts = {0: shlex.split(sys.argv[4]), 1: shlex.split(sys.argv[5])}
 here = os.path.dirname(os.path.abspath(__file__))
 ringwork = os.environ.get("R", os.path.join(here, "..", "target", "release", "ringwork"))
+binary = {0: ringwork, 1: os.environ.get("R_B", ringwork)}
+bench = None
 sock, prefix, log = "/tmp/rw-ab-vhost.sock", "rwab", "/tmp/rw-ab-vhost.log"
 
 
@@ -74,8 +81,8 @@ try:
     for i in range(2 * pairs + 1):
         arm = i % 2
         send("start", 0.1)
-        b = subprocess.Popen(
-            ["nice", "-n", "-19", "taskset", "-c", "1", ringwork, "bench", "net", "--socket-path", sock,
+        bench = b = subprocess.Popen(
+            ["nice", "-n", "-19", "taskset", "-c", "1", binary[arm], "bench", "net", "--socket-path", sock,
              ring, "--time", f"{secs + 2.5}s", "--json", "--quiet"] + opts[arm],
             stdout=open("/tmp/rw-ab-bench.json", "w"), stderr=open("/tmp/rw-ab-bench.err", "w"))
         time.sleep(1.2)
@@ -95,6 +102,8 @@ try:
           f"B / neighbouring A: median {statistics.median(ratios):.3f} "
           f"(95% bootstrap interval {meds[250]:.3f}-{meds[9750]:.3f}), {len(ratios)} pairs")
 finally:
+    if bench is not None and bench.poll() is None:
+        bench.kill()
     try:
         send("quit")
         tp.wait(timeout=15)

@@ -4,8 +4,9 @@
 # (counting inside bench's forwarding loop, `run_net`: since the release profile's LTO the
 # driver's receive and send calls are inlined into it, so their own names collect nothing; the
 # loop's clock checks and the initial injection of 1,024 frames are under 1% of the count)
-# against `ringwork serve net --loopback` running natively on the other core. Deterministic,
-# unlike timings on a shared VM (a few percent between runs, with how the frames batch).
+# against `ringwork serve net --loopback` running natively on the other core. Unlike timings
+# on a shared VM, the count barely moves (about 1-2% between runs, with how the frames batch),
+# as long as nothing else runs on the machine: empty polls are counted too.
 # usage: net-driver-ir.sh [bench net options, e.g. --packed or --copy]
 #        (needs valgrind and `cargo build --release -p ringwork-cli`)
 set -euo pipefail
