@@ -201,8 +201,7 @@ impl<D: Dma> RxQueue<D> {
                 *h = Holder::Free;
             }
             self.free.push_front(slot);
-            self.broken = true;
-            return Err(self.queue_err(UsedError::Broken));
+            return Err(self.fail(self.queue_err(UsedError::Broken)));
         }
         Ok(())
     }
